@@ -1,0 +1,114 @@
+"""The networks of the MNIST experiment, Net1 ... Net6.
+
+Each net is one flat ``nn.Sequential`` whose rows are the rows of its table in
+the spec (a torchsummary/torchinfo summary prints them in that order), and each
+returns log-probabilities of shape (N, 10). Only torch is imported: copy this
+file into a notebook and it works.
+"""
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def conv(c_in, c_out, padding=0, bn=True, dropout=None):
+    """A 3x3 bias-free convolution, then BatchNorm, ReLU and Dropout as asked."""
+    layers = [nn.Conv2d(c_in, c_out, 3, padding=padding, bias=False)]
+    if bn:
+        layers.append(nn.BatchNorm2d(c_out))
+    layers.append(nn.ReLU())
+    if dropout is not None:
+        layers.append(nn.Dropout(dropout))
+    return layers
+
+
+class TinyNet(nn.Module):
+    """A stack of layers whose first 10 output channels are the class scores."""
+
+    def __init__(self, *layers):
+        super().__init__()
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x):
+        # Net2/Net3 end with 16 channels; the first 10 are the classes, the
+        # other 6 are never a target and are dropped before the softmax.
+        return F.log_softmax(self.layers(x).flatten(1)[:, :10], dim=1)
+
+
+class Net1(TinyNet):
+    """147,344 parameters, no BatchNorm: the large baseline that overfits."""
+
+    def __init__(self, dropout=None):
+        d = dropout
+        super().__init__(
+            *conv(1, 16, bn=False, dropout=d),     # 16x26x26
+            *conv(16, 32, bn=False, dropout=d),    # 32x24x24
+            *conv(32, 32, bn=False, dropout=d),    # 32x22x22
+            nn.MaxPool2d(2),                       # 32x11x11
+            *conv(32, 32, bn=False, dropout=d),    # 32x9x9
+            *conv(32, 64, bn=False, dropout=d),    # 64x7x7
+            *conv(64, 128, bn=False, dropout=d),   # 128x5x5
+            nn.Conv2d(128, 10, 5, bias=False),  # 10x1x1
+        )
+
+
+class Net2(TinyNet):
+    """10,616 parameters: BatchNorm and global average pooling."""
+
+    def __init__(self, dropout=None):
+        d = dropout
+        super().__init__(
+            *conv(1, 8, dropout=d),      # 8x26x26
+            *conv(8, 16, dropout=d),     # 16x24x24
+            nn.MaxPool2d(2),             # 16x12x12
+            *conv(16, 16, dropout=d),    # 16x10x10
+            *conv(16, 16, dropout=d),    # 16x8x8
+            *conv(16, 16, dropout=d),    # 16x6x6
+            *conv(16, 16, dropout=d),    # 16x4x4
+            nn.AvgPool2d(4),             # 16x1x1
+        )
+
+
+class Net3(Net2):
+    """Net2 with a Dropout after every ReLU (the rate was not recorded)."""
+
+    def __init__(self, dropout=0.05):
+        super().__init__(dropout=dropout)
+
+
+class PaddedGapNet(TinyNet):
+    """Two padded convs, max-pool, five convs, GAP, then a 1x1 conv to 10."""
+
+    def __init__(self, width, last_width, dropout):
+        w, d = width, dropout
+        super().__init__(
+            *conv(1, w, padding=1, dropout=d),   # w x28x28
+            *conv(w, w, padding=1, dropout=d),   # w x28x28
+            nn.MaxPool2d(2),                     # w x14x14
+            *conv(w, w, dropout=d),              # w x12x12
+            *conv(w, w, dropout=d),              # w x10x10
+            *conv(w, w, dropout=d),              # w x8x8
+            *conv(w, w, dropout=d),              # w x6x6
+            *conv(w, last_width, dropout=d),     # last_width x4x4
+            nn.AvgPool2d(4),                     # last_width x1x1
+            nn.Conv2d(last_width, 10, 1, bias=False),  # 10x1x1
+        )
+
+
+class Net4(PaddedGapNet):
+    """8,172 parameters: 12 channels throughout."""
+
+    def __init__(self, dropout=0.05):
+        super().__init__(12, 12, dropout)
+
+
+class Net5(Net4):
+    """The same network as Net4; step 5 changes only the recipe."""
+
+
+class Net6(PaddedGapNet):
+    """6,750 parameters: 10 channels, 20 in the last 3x3 conv."""
+
+    def __init__(self, dropout=0.05):
+        super().__init__(10, 20, dropout)
+
+
+NETS = {"Net1": Net1, "Net2": Net2, "Net3": Net3, "Net4": Net4, "Net5": Net5, "Net6": Net6}

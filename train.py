@@ -1,0 +1,190 @@
+"""Train one step of the MNIST experiment: `python train.py --step 5`.
+
+Each step's whole recipe is one row of RECIPES; a flag overrides its field.
+"""
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torchinfo import summary
+
+import data
+import model as models
+from utils import (UserError, evaluate, lr_line, make_optimizer, pick_device,
+                   seed_everything, test_line, train_epoch)
+
+# The six documented recipes (spec, "Per-step recipe"). rotation: train-time
+# random rotation range in degrees; dropout None means the net has no Dropout.
+# Steps 3 and 4 did not record their dropout rate: 0.05, the rate of steps 5-6.
+RECIPES = {
+    1: dict(net="Net1", rotation=0, dropout=None, scheduler="none", batch_size=128),
+    2: dict(net="Net2", rotation=0, dropout=None, scheduler="none", batch_size=128),
+    3: dict(net="Net3", rotation=6, dropout=0.05, scheduler="none", batch_size=128),
+    4: dict(net="Net4", rotation=15, dropout=0.05, scheduler="none", batch_size=128),
+    5: dict(net="Net5", rotation=15, dropout=0.05, scheduler="onecycle", batch_size=64),
+    6: dict(net="Net6", rotation=15, dropout=0.05, scheduler="onecycle", batch_size=128),
+}
+COMMON = dict(lr=0.01, momentum=0.9, max_lr=0.1, epochs=15, seed=1)
+MAX_EPOCHS = 100
+TARGET, LAST = 99.40, 5  # the accuracy target, held in each of the last 5 epochs
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not usage + line
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def parse_args(argv=None):
+    p = Parser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    step_default = "the step's"
+    p.add_argument("--step", type=int, default=5, choices=sorted(RECIPES),
+                   help="which documented step to run")
+    p.add_argument("--epochs", type=int, default=COMMON["epochs"],
+                   help=f"epochs to train, 1 to {MAX_EPOCHS}")
+    p.add_argument("--scheduler", choices=["none", "onecycle"], default=None,
+                   help=f"LR schedule (default: {step_default})")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help=f"train batch size (default: {step_default})")
+    p.add_argument("--lr", type=float, default=COMMON["lr"], help="SGD learning rate")
+    p.add_argument("--max-lr", type=float, default=COMMON["max_lr"], help="OneCycleLR peak LR")
+    p.add_argument("--dropout", type=float, default=None,
+                   help=f"dropout rate (default: {step_default})")
+    p.add_argument("--seed", type=int, default=COMMON["seed"], help="random seed")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
+                   help="run once per seed, then print a consistency table (overrides --seed)")
+    p.add_argument("--history", default="results/step{step}_seed{seed}.json",
+                   help="per-epoch history JSON; {step} and {seed} are filled in")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                   help="auto takes cuda, then mps, then cpu")
+    p.add_argument("--data-dir", default="./data", help="where MNIST is kept")
+    p.add_argument("--loader", default="device", choices=sorted(data.LOADERS),
+                   help="device: whole set on the device, batched augmentation; "
+                        "classic: DataLoader with per-image transforms, as the original")
+    p.add_argument("--limit-batches", type=int, default=None,
+                   help="run only this many train and test batches per epoch (for quick checks)")
+    args = p.parse_args(argv)
+    if not 1 <= args.epochs <= MAX_EPOCHS:
+        p.error(f"--epochs must be between 1 and {MAX_EPOCHS}, got {args.epochs}")
+    for name in ("batch_size", "limit_batches"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            p.error(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if args.dropout is not None and not 0 <= args.dropout < 1:
+        p.error(f"--dropout must be in [0, 1), got {args.dropout}")
+    return args
+
+
+def make_config(args):
+    """The step's recipe with the flags laid over it: plain data."""
+    cfg = dict(RECIPES[args.step], step=args.step, momentum=COMMON["momentum"])
+    for key, value in vars(args).items():
+        if value is not None and key not in ("step", "seeds"):
+            cfg[key] = value
+    return cfg
+
+
+def write_json(path, obj):
+    """Write whole or not at all: a crash mid-write never leaves half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    tmp.replace(path)
+
+
+def history_path(cfg):
+    path = Path(cfg["history"].format(step=cfg["step"], seed=cfg["seed"]))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a"):
+            pass
+    except OSError as e:
+        raise UserError(f"cannot write history to {path}: {e.strerror}; "
+                        "choose another --history") from None
+    return path
+
+
+def train(cfg):
+    """Train one configuration, printing the documented log and saving the
+    history after every epoch; returns the history."""
+    seed_everything(cfg["seed"])
+    device = pick_device(cfg["device"])
+    path = history_path(cfg)
+    print(f"Device: {device}")
+    net = models.NETS[cfg["net"]](dropout=cfg["dropout"]).to(device)
+    print(summary(net, input_size=(1, 1, 28, 28), col_names=("output_size", "num_params"),
+                  device=device, verbose=0))
+    params = sum(p.numel() for p in net.parameters())
+    print(f"Parameters: {params:,}")
+    history = dict(step=cfg["step"], seed=cfg["seed"], config=cfg, params=params,
+                   torch=torch.__version__, device=str(device), epochs=[])
+
+    load = data.LOADERS[cfg["loader"]]
+    train_loader, test_loader = load(cfg["data_dir"], cfg["batch_size"], cfg["rotation"],
+                                     device, cfg["seed"])
+    limit = cfg["limit_batches"]
+    steps_per_epoch = min(len(train_loader), limit or len(train_loader))
+    optimizer, scheduler = make_optimizer(net, cfg["lr"], cfg["momentum"], cfg["scheduler"],
+                                          cfg["max_lr"], cfg["epochs"], steps_per_epoch)
+    for epoch in range(cfg["epochs"]):
+        print(f"EPOCH: {epoch}")
+        start = time.perf_counter()
+        train_loss, train_acc = train_epoch(net, train_loader, optimizer, scheduler, device, limit)
+        seconds = time.perf_counter() - start
+        if scheduler is not None:
+            print(lr_line(epoch, scheduler))
+        test_loss, correct, total = evaluate(net, test_loader, device, limit)
+        print(f"\n{test_line(test_loss, correct, total)}\n")
+        history["epochs"].append(dict(
+            epoch=epoch, train_loss=train_loss, train_acc=train_acc, test_loss=test_loss,
+            test_acc=100.0 * correct / total, lr=optimizer.param_groups[0]["lr"],
+            seconds=seconds))
+        write_json(path, history)
+    print(f"History: {path}")
+    return history
+
+
+def consistency(histories):
+    """Per seed: best, min of the last 5, how many of the last 5 reach the
+    target, and whether all do; then the mean and spread over seeds."""
+    rows = ["| seed | final | best | min last 5 | last 5 >= 99.40 | target held |",
+            "|---|---|---|---|---|---|"]
+    finals, passed = [], 0
+    for h in histories:
+        accs = [e["test_acc"] for e in h["epochs"]]
+        last = accs[-LAST:]
+        hits = sum(a >= TARGET for a in last)
+        held = len(last) == LAST and hits == LAST
+        passed += held
+        finals.append(accs[-1])
+        rows.append(f"| {h['seed']} | {accs[-1]:.2f} | {max(accs):.2f} | {min(last):.2f} "
+                    f"| {hits}/{len(last)} | {'yes' if held else 'no'} |")
+    spread = statistics.stdev(finals) if len(finals) > 1 else 0.0
+    rows.append(f"\nfinal test accuracy {statistics.mean(finals):.2f} ± {spread:.2f} % "
+                f"(mean ± std over {len(finals)} seeds); target held on {passed} of {len(finals)}")
+    return "\n".join(rows)
+
+
+def main(argv=None):
+    sys.stdout.reconfigure(line_buffering=True)  # logs in order when piped to a file
+    args = parse_args(argv)
+    cfg = make_config(args)
+    seeds = args.seeds or [args.seed]
+    try:
+        histories = []
+        for i, seed in enumerate(seeds):
+            if len(seeds) > 1:
+                print(f"=== seed {seed} ({i + 1} of {len(seeds)}) ===")
+            histories.append(train(dict(cfg, seed=seed)))
+        if len(seeds) > 1:
+            print(consistency(histories))
+    except (UserError, data.DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Training and test loops, the optimizer and scheduler, seeding, device choice."""
+import itertools
+import math
+import random
+import sys
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+
+class UserError(Exception):
+    """Bad input or a failed run: printed as one line, exit status non-zero."""
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name):
+    """'auto' takes cuda, then mps, then cpu; a named device must be there."""
+    available = {
+        "cuda": torch.cuda.is_available(),
+        "mps": hasattr(torch.backends, "mps") and torch.backends.mps.is_available(),
+        "cpu": True,
+    }
+    if name == "auto":
+        name = next(d for d in ("cuda", "mps", "cpu") if available[d])
+    elif not available.get(name, False):
+        have = ", ".join(d for d, ok in available.items() if ok)
+        raise UserError(f"device '{name}' is not available on this machine (available: {have})")
+    return torch.device(name)
+
+
+def make_optimizer(model, lr, momentum, scheduler, max_lr, epochs, steps_per_epoch):
+    """SGD with momentum and, for 'onecycle', a OneCycleLR stepped every batch
+    with PyTorch's defaults otherwise (pct_start 0.3, cosine, div 25, final div 1e4)."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    if scheduler == "onecycle":
+        return optimizer, torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=max_lr, epochs=epochs, steps_per_epoch=steps_per_epoch)
+    return optimizer, None
+
+
+def lr_line(epoch, scheduler):
+    return f"Epoch: {epoch} LR: {scheduler.get_last_lr()}"
+
+
+def test_line(loss, correct, total):
+    return (f"Test set: Average loss: {loss:.4f}, "
+            f"Accuracy: {correct}/{total} ({100.0 * correct / total:.2f}%)")
+
+
+def batches(loader, device, max_batches=None):
+    """The loader's first `max_batches` batches (all by default), on `device`."""
+    for images, labels in itertools.islice(loader, max_batches):
+        yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+
+
+def train_epoch(model, loader, optimizer, scheduler, device, max_batches=None):
+    """One pass over `loader` with the documented tqdm bar; returns
+    (mean train loss, train accuracy %). Stops at the first non-finite loss."""
+    model.train()
+    total = min(len(loader), max_batches or len(loader))
+    # a log file gets a bar update every 10 s, a terminal the usual 0.1 s
+    bar = tqdm(batches(loader, device, total), total=total, file=sys.stdout,
+               mininterval=0.1 if sys.stdout.isatty() else 10)
+    loss_sum, correct, seen = 0.0, 0, 0
+    for batch_id, (images, labels) in enumerate(bar):
+        optimizer.zero_grad(set_to_none=True)
+        log_probs = model(images)
+        loss = F.nll_loss(log_probs, labels)
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            bar.close()
+            raise UserError(f"loss became {loss_value} at batch {batch_id}; "
+                            "training stopped (try a lower --lr or --max-lr)")
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        loss_sum += loss_value * len(labels)
+        correct += (log_probs.argmax(1) == labels).sum().item()
+        seen += len(labels)
+        bar.set_description(f"Loss={loss_value} Batch_id={batch_id} "
+                            f"Accuracy={100 * correct / seen:0.2f}", refresh=False)
+    bar.close()
+    return loss_sum / seen, 100.0 * correct / seen
+
+
+@torch.no_grad()
+def evaluate(model, loader, device, max_batches=None):
+    """Returns (summed NLL / examples, correct, examples)."""
+    model.eval()
+    loss_sum, correct, seen = 0.0, 0, 0
+    for images, labels in batches(loader, device, max_batches):
+        log_probs = model(images)
+        loss_sum += F.nll_loss(log_probs, labels, reduction="sum").item()
+        correct += (log_probs.argmax(1) == labels).sum().item()
+        seen += len(labels)
+    return loss_sum / seen, correct, seen
