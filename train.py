@@ -82,7 +82,7 @@ def make_config(args):
     """The step's recipe with the flags laid over it: plain data."""
     cfg = dict(RECIPES[args.step], step=args.step, momentum=COMMON["momentum"])
     for key, value in vars(args).items():
-        if value is not None and key not in ("step", "seeds"):
+        if key != "seeds" and (value is not None or key not in cfg):
             cfg[key] = value
     return cfg
 
