@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 from torchvision.datasets.utils import check_integrity
 
@@ -76,12 +76,23 @@ def classic_transform(rotation):
     return transforms.Compose(steps + [transforms.ToTensor(), transforms.Normalize((MEAN,), (STD,))])
 
 
-def classic_loaders(data_dir, batch_size, rotation, device, seed, workers=2):
+def validation_split(val):
+    """(train indices, validation indices): `val` of the 60,000 training
+    images, the same ones every run, held out for tuning."""
+    order = torch.randperm(60_000, generator=torch.Generator().manual_seed(0))
+    return order[val:], order[:val]
+
+
+def classic_loaders(data_dir, batch_size, rotation, device, seed, val=0, workers=2):
     """The original pipeline: a DataLoader calling PIL and transforms per image."""
     prepare_mnist(data_dir)
     kw = dict(num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0)
     train = datasets.MNIST(data_dir, train=True, transform=classic_transform(rotation))
     test = datasets.MNIST(data_dir, train=False, transform=classic_transform(0))
+    if val:
+        train_idx, val_idx = validation_split(val)
+        test = Subset(datasets.MNIST(data_dir, train=True, transform=classic_transform(0)), val_idx)
+        train = Subset(train, train_idx)
     shuffle = torch.Generator().manual_seed(seed)
     return (DataLoader(train, batch_size=batch_size, shuffle=True, generator=shuffle, **kw),
             DataLoader(test, batch_size=TEST_BATCH_SIZE, shuffle=False, **kw))
@@ -134,12 +145,17 @@ class DeviceLoader:
             yield x, self.labels[idx]
 
 
-def device_loaders(data_dir, batch_size, rotation, device, seed):
+def device_loaders(data_dir, batch_size, rotation, device, seed, val=0):
     prepare_mnist(data_dir)
-    train = DeviceLoader(*load_tensors(data_dir, True), batch_size, device,
-                         shuffle=True, rotation=rotation, seed=seed)
-    test = DeviceLoader(*load_tensors(data_dir, False), TEST_BATCH_SIZE, device)
-    return train, test
+    images, labels = load_tensors(data_dir, True)
+    test = load_tensors(data_dir, False)
+    if val:
+        train_idx, val_idx = validation_split(val)
+        test = images[val_idx], labels[val_idx]
+        images, labels = images[train_idx], labels[train_idx]
+    train = DeviceLoader(images, labels, batch_size, device, shuffle=True, rotation=rotation,
+                         seed=seed)
+    return train, DeviceLoader(*test, TEST_BATCH_SIZE, device)
 
 
 LOADERS = {"device": device_loaders, "classic": classic_loaders}

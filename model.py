@@ -111,4 +111,23 @@ class Net6(PaddedGapNet):
         super().__init__(10, 20, dropout)
 
 
-NETS = {"Net1": Net1, "Net2": Net2, "Net3": Net3, "Net4": Net4, "Net5": Net5, "Net6": Net6}
+
+
+
+class Net7(TinyNet):
+    """3,688 parameters: two max-pools, so five 3x3 convs see 24x24 pixels."""
+
+    def __init__(self, dropout=None):
+        d = dropout
+        super().__init__(
+            *conv(1, 8, padding=1, dropout=d),     # 8x28x28    RF 3
+            *conv(8, 10, padding=1, dropout=d),    # 10x28x28   RF 5
+            nn.MaxPool2d(2),                       # 10x14x14   RF 6
+            *conv(10, 10, padding=1, dropout=d),   # 10x14x14   RF 10
+            *conv(10, 10, padding=1, dropout=d),   # 10x14x14   RF 14
+            nn.MaxPool2d(2),                       # 10x7x7     RF 16
+            *conv(10, 10, padding=1, dropout=d),   # 10x7x7     RF 24
+            nn.AvgPool2d(7),                       # 10x1x1
+            nn.Conv2d(10, 10, 1, bias=False),      # 10x1x1
+        )
+NETS = {net.__name__: net for net in (Net1, Net2, Net3, Net4, Net5, Net6, Net7)}

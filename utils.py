@@ -47,8 +47,8 @@ def lr_line(epoch, scheduler):
     return f"Epoch: {epoch} LR: {scheduler.get_last_lr()}"
 
 
-def test_line(loss, correct, total):
-    return (f"Test set: Average loss: {loss:.4f}, "
+def test_line(loss, correct, total, split="Test"):
+    return (f"{split} set: Average loss: {loss:.4f}, "
             f"Accuracy: {correct}/{total} ({100.0 * correct / total:.2f}%)")
 
 

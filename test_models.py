@@ -1,0 +1,311 @@
+"""python -m unittest: nets against the spec tables, LR values, log lines,
+errors, the batched rotation, and a few real training steps. Offline."""
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torchvision.transforms.functional as TF
+from PIL import Image
+from torch.utils.data import DataLoader, TensorDataset
+
+import data
+import model
+from utils import lr_line, make_optimizer, test_line, train_epoch, evaluate
+
+HERE = Path(__file__).resolve().parent
+DATA_DIR = os.environ.get("MNIST_DIR", str(HERE / "data"))
+
+
+# ----------------------------------------------------------------- spec tables
+# The spec's per-layer tables (shapes C x H x W, params), one entry per row;
+# "conv+BRD" rows expand to the Conv2d, BatchNorm2d, ReLU, Dropout lines a
+# torchsummary/torchinfo summary prints.
+def conv(shape, params, bn=0, then="R"):
+    rows = [("Conv2d", shape, params)]
+    if bn:
+        rows.append(("BatchNorm2d", shape, bn))
+    rows += [({"R": "ReLU", "D": "Dropout"}[c], shape, 0) for c in then]
+    return rows
+
+
+def pool(kind, shape):
+    return [(kind, shape, 0)]
+
+
+NET1 = [*conv("16x26x26", 144), *conv("32x24x24", 4608), *conv("32x22x22", 9216),
+        *pool("MaxPool2d", "32x11x11"), *conv("32x9x9", 9216), *conv("64x7x7", 18432),
+        *conv("128x5x5", 73728), *conv("10x1x1", 32000, then="")]
+
+
+def net2(then):
+    return [*conv("8x26x26", 72, 16, then), *conv("16x24x24", 1152, 32, then),
+            *pool("MaxPool2d", "16x12x12"), *conv("16x10x10", 2304, 32, then),
+            *conv("16x8x8", 2304, 32, then), *conv("16x6x6", 2304, 32, then),
+            *conv("16x4x4", 2304, 32, then), *pool("AvgPool2d", "16x1x1")]
+
+
+NET4 = [*conv("12x28x28", 108, 24, "RD"), *conv("12x28x28", 1296, 24, "RD"),
+        *pool("MaxPool2d", "12x14x14"), *conv("12x12x12", 1296, 24, "RD"),
+        *conv("12x10x10", 1296, 24, "RD"), *conv("12x8x8", 1296, 24, "RD"),
+        *conv("12x6x6", 1296, 24, "RD"), *conv("12x4x4", 1296, 24, "RD"),
+        *pool("AvgPool2d", "12x1x1"), *conv("10x1x1", 120, then="")]
+NET6 = [*conv("10x28x28", 90, 20, "RD"), *conv("10x28x28", 900, 20, "RD"),
+        *pool("MaxPool2d", "10x14x14"), *conv("10x12x12", 900, 20, "RD"),
+        *conv("10x10x10", 900, 20, "RD"), *conv("10x8x8", 900, 20, "RD"),
+        *conv("10x6x6", 900, 20, "RD"), *conv("20x4x4", 1800, 40, "RD"),
+        *pool("AvgPool2d", "20x1x1"), *conv("10x1x1", 200, then="")]
+SPEC = {"Net1": (NET1, 147_344), "Net2": (net2("R"), 10_616), "Net3": (net2("RD"), 10_616),
+        "Net4": (NET4, 8_172), "Net5": (NET4, 8_172), "Net6": (NET6, 6_750)}
+
+
+def layer_rows(net):
+    """(type, CxHxW, params) of every leaf layer, in the order it runs."""
+    rows, hooks = [], []
+    for m in net.modules():
+        if not list(m.children()):
+            hooks.append(m.register_forward_hook(lambda m, i, o: rows.append(
+                (type(m).__name__, "x".join(map(str, o.shape[1:])),
+                 sum(p.numel() for p in m.parameters())))))
+    net.eval()(torch.zeros(2, 1, 28, 28))
+    for h in hooks:
+        h.remove()
+    return rows
+
+
+class TestNets(unittest.TestCase):
+    def test_layers_match_spec_tables(self):
+        for name, (table, total) in SPEC.items():
+            with self.subTest(name):
+                net = model.NETS[name]()
+                self.assertEqual(layer_rows(net), table)
+                self.assertEqual(sum(p.numel() for p in net.parameters()), total)
+                self.assertFalse(any(isinstance(m, nn.Conv2d) and m.bias is not None
+                                     for m in net.modules()))
+
+    def test_outputs_are_log_probabilities(self):
+        x = torch.randn(5, 1, 28, 28)
+        for name, cls in model.NETS.items():
+            with self.subTest(name):
+                out = cls().eval()(x)
+                self.assertEqual(out.shape, (5, 10))
+                self.assertTrue(torch.all(out <= 0))
+                torch.testing.assert_close(out.exp().sum(1), torch.ones(5))
+
+    def test_dropout_rate_is_a_constructor_argument(self):
+        rates = {m.p for m in model.Net6(dropout=0.2).modules() if isinstance(m, nn.Dropout)}
+        self.assertEqual(rates, {0.2})
+        self.assertEqual({m.p for m in model.Net5().modules() if isinstance(m, nn.Dropout)}, {0.05})
+        self.assertFalse(any(isinstance(m, nn.Dropout) for m in model.Net2().modules()))
+
+
+# ------------------------------------------------------------------ schedule
+class TestSchedule(unittest.TestCase):
+    # spec, "The log format": every recorded value, digit for digit
+    RECORDED = {
+        (938, 0): "0.01523497150347064", (938, 10): "0.03171837652888333",
+        (938, 12): "0.008679444396382234", (938, 14): "4.0254362882487444e-07",
+        (469, 0): "0.015240079703465942", (469, 10): "0.031703533067975895",
+        (469, 12): "0.008670466465012771", (469, 14): "4.101745150496986e-07",
+    }
+
+    def test_onecycle_lr_lines_match_the_recorded_values(self):
+        for steps_per_epoch in (938, 469):
+            net = nn.Linear(1, 1)
+            optimizer, scheduler = make_optimizer(net, 0.01, 0.9, "onecycle", 0.1, 15,
+                                                  steps_per_epoch)
+            for epoch in range(15):
+                for _ in range(steps_per_epoch):
+                    optimizer.step()
+                    scheduler.step()
+                want = self.RECORDED.get((steps_per_epoch, epoch))
+                if want:
+                    self.assertEqual(lr_line(epoch, scheduler), f"Epoch: {epoch} LR: [{want}]")
+
+    def test_no_scheduler_keeps_lr(self):
+        optimizer, scheduler = make_optimizer(nn.Linear(1, 1), 0.01, 0.9, "none", 0.1, 15, 469)
+        self.assertIsNone(scheduler)
+        self.assertEqual(optimizer.param_groups[0]["lr"], 0.01)
+        self.assertEqual(optimizer.param_groups[0]["momentum"], 0.9)
+
+    def test_test_line_format(self):
+        self.assertEqual(test_line(0.0216, 9938, 10000),
+                         "Test set: Average loss: 0.0216, Accuracy: 9938/10000 (99.38%)")
+
+
+# ------------------------------------------------------------- command line
+EPOCH_RE = re.compile(r"^EPOCH: (\d+)$")
+BAR_RE = re.compile(r"^Loss=(\d+\.\d+(?:e-?\d+)?) Batch_id=(\d+) Accuracy=(\d+\.\d\d): "
+                    r"100%\|█+\| (\d+)/(\d+) \[")
+LR_RE = re.compile(r"^Epoch: (\d+) LR: \[(\d\.\d+(?:e-\d+)?)\]$")
+TEST_RE = re.compile(r"^Test set: Average loss: (\d+\.\d{4}), "
+                     r"Accuracy: (\d+)/(\d+) \((\d+\.\d\d)%\)$")
+
+
+def run_train(*args):
+    out = subprocess.run([sys.executable, str(HERE / "train.py"), *args], cwd=HERE,
+                         capture_output=True, timeout=600)
+    # decoded by hand: text mode would turn tqdm's carriage returns into newlines
+    out.stdout, out.stderr = out.stdout.decode(), out.stderr.decode()
+    return out
+
+
+def final_lines(stdout):
+    """The log as a terminal shows it: each tqdm redraw replaces the last."""
+    return [line.split("\r")[-1].rstrip() for line in stdout.split("\n")]
+
+
+class TestCommandLine(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(self.tmp.cleanup)
+        self.history = os.path.join(self.tmp.name, "h{step}_{seed}.json")
+
+    def check_log(self, stdout, epochs, batches, with_lr):
+        lines = [l for l in final_lines(stdout)]
+        start = lines.index("EPOCH: 0")
+        for epoch in range(epochs):
+            i = start + epoch * (6 if with_lr else 5)
+            self.assertEqual(EPOCH_RE.match(lines[i]).group(1), str(epoch))
+            bar = BAR_RE.match(lines[i + 1])
+            self.assertIsNotNone(bar, lines[i + 1])
+            self.assertEqual(bar.group(2), str(batches - 1))
+            self.assertEqual(bar.group(4, 5), (str(batches), str(batches)))
+            i += 2
+            if with_lr:
+                self.assertEqual(LR_RE.match(lines[i]).group(1), str(epoch))
+                i += 1
+            self.assertEqual(lines[i], "")
+            test = TEST_RE.match(lines[i + 1])
+            self.assertIsNotNone(test, lines[i + 1])
+            c, n, pct = int(test.group(2)), int(test.group(3)), float(test.group(4))
+            self.assertAlmostEqual(pct, 100 * c / n, places=2)
+            self.assertEqual(lines[i + 2], "")
+
+    def test_step6_short_run_prints_documented_lines(self):
+        out = run_train("--step", "6", "--epochs", "2", "--limit-batches", "3",
+                        "--history", self.history)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("Parameters: 6,750", out.stdout)
+        self.check_log(out.stdout, epochs=2, batches=3, with_lr=True)
+
+    def test_step2_without_scheduler_prints_no_lr_line(self):
+        out = run_train("--step", "2", "--epochs", "1", "--limit-batches", "2",
+                        "--history", self.history)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertNotIn("LR:", out.stdout)
+        self.check_log(out.stdout, epochs=1, batches=2, with_lr=False)
+
+    def assert_clean_error(self, out, *words):
+        self.assertNotEqual(out.returncode, 0)
+        self.assertNotIn("Traceback", out.stderr)
+        self.assertEqual(len(out.stderr.strip().splitlines()), 1, out.stderr)
+        for word in words:
+            self.assertIn(word, out.stderr)
+
+    def test_unknown_step(self):
+        self.assert_clean_error(run_train("--step", "9"), "--step", "9")
+
+    def test_epochs_out_of_range(self):
+        for bad in ("0", "-3", "101"):
+            with self.subTest(bad):
+                self.assert_clean_error(run_train("--epochs", bad), "--epochs")
+
+    def test_unavailable_device(self):
+        missing = next((d for d, ok in (("cuda", torch.cuda.is_available()),
+                                        ("mps", torch.backends.mps.is_available())) if not ok), None)
+        if missing is None:
+            self.skipTest("every device is available here")
+        self.assert_clean_error(run_train("--device", missing, "--history", self.history),
+                                missing, "not available")
+
+
+# ------------------------------------------------------------------ the data
+class TestData(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        data.prepare_mnist(DATA_DIR)
+        cls.images, cls.labels = data.load_tensors(DATA_DIR, train=True)
+
+    def test_rotation_matches_torchvision_tensor_rotate(self):
+        # Same grid, same nearest sampling: equal up to float rounding of the fill.
+        x = self.images[:64]
+        angles = torch.linspace(-15, 15, 64)
+        fill = 1 / 255
+        ours = data.rotate(x, angles, fill)
+        ref = torch.stack([TF.rotate(img, float(a), fill=[fill]) for img, a in zip(x, angles)])
+        torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
+
+    def test_rotation_close_to_pil_rotate(self):
+        # PIL computes the source pixel in its own arithmetic; where a sample
+        # falls exactly between two pixels the nearest one can differ, so a
+        # few pixels in ten thousand may disagree, never more than 0.1 %.
+        raw = (self.images[:64, 0] * 255).round().to(torch.uint8)
+        angles = torch.linspace(-15, 15, 64)
+        ours = data.rotate(self.images[:64], angles, 1 / 255)
+        ref = torch.stack([TF.to_tensor(TF.rotate(Image.fromarray(img.numpy()), float(a), fill=(1,)))
+                           for img, a in zip(raw, angles)])
+        differ = ((ours - ref).abs() > 1e-6).float().mean().item()
+        self.assertLess(differ, 1e-3)
+
+    def test_rotation_really_rotates(self):
+        x = self.images[:8]
+        self.assertGreater((data.rotate(x, torch.full((8,), 15.0), 0) - x).abs().sum(), 1)
+        torch.testing.assert_close(data.rotate(x, torch.zeros(8), 0), x)
+
+    def test_device_loader_yields_every_image_once_per_epoch(self):
+        n = len(self.labels)
+        ids = torch.arange(n, dtype=torch.float32)
+        images = ids.view(n, 1, 1, 1).expand(n, 1, 28, 28)  # each image carries its index
+        loader = data.DeviceLoader(images * data.STD + data.MEAN, self.labels, 128,
+                                   torch.device("cpu"), shuffle=True, seed=3)
+        self.assertEqual(len(loader), len(DataLoader(TensorDataset(self.labels), batch_size=128)))
+        epochs = []
+        for _ in range(2):
+            seen = torch.cat([x[:, 0, 0, 0] for x, _ in loader]).round().long()
+            self.assertEqual(sorted(seen.tolist()), list(range(n)))
+            epochs.append(seen)
+        self.assertFalse(torch.equal(epochs[0], epochs[1]))  # reshuffled
+
+    def test_device_loader_labels_follow_images(self):
+        loader = data.DeviceLoader(self.images, self.labels, 1000, torch.device("cpu"),
+                                   shuffle=True, seed=0)
+        x, y = next(iter(loader))
+        raw = x * data.STD + data.MEAN
+        diff = (self.images.view(len(self.images), -1) - raw[0].view(1, -1)).abs()
+        match = diff.max(1).values < 1e-5
+        self.assertEqual(self.labels[match][0], y[0])
+
+    def test_corrupt_raw_file_is_named(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            raw = Path(tmp) / "MNIST" / "raw"
+            raw.mkdir(parents=True)
+            (raw / "train-labels-idx1-ubyte.gz").write_bytes(b"not gzip")
+            with self.assertRaisesRegex(data.DataError, "train-labels-idx1-ubyte.gz.*MD5"):
+                data.prepare_mnist(tmp)
+
+
+class TestTraining(unittest.TestCase):
+    def test_a_few_steps_lower_the_loss(self):
+        torch.manual_seed(0)
+        data.prepare_mnist(DATA_DIR)
+        train, test = data.device_loaders(DATA_DIR, 128, 15, torch.device("cpu"), seed=1)
+        net = model.Net6()
+        cpu = torch.device("cpu")
+        before, _, _ = evaluate(net, test, cpu, max_batches=2)
+        optimizer, _ = make_optimizer(net, 0.05, 0.9, "none", 0, 1, 1)
+        loss, acc = train_epoch(net, train, optimizer, None, cpu, max_batches=40)
+        after, correct, seen = evaluate(net, test, cpu, max_batches=2)
+        self.assertTrue(math.isfinite(loss))
+        self.assertLess(after, before * 0.7)
+        self.assertGreater(correct / seen, 0.5)
+
+
+if __name__ == "__main__":
+    unittest.main()
