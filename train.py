@@ -14,8 +14,8 @@ from torchinfo import summary
 
 import data
 import model as models
-from utils import (UserError, evaluate, lr_line, make_optimizer, pick_device,
-                   seed_everything, test_line, train_epoch)
+from utils import (UserError, evaluate, lr_line, make_optimizer, pick_device, plot_curves,
+                   plot_misclassified, seed_everything, test_line, train_epoch)
 
 # The six documented recipes (spec, "Per-step recipe"). rotation: train-time
 # random rotation range in degrees; dropout None means the net has no Dropout.
@@ -43,8 +43,8 @@ class Parser(argparse.ArgumentParser):
 def parse_args(argv=None):
     p = Parser(description=__doc__)
     step_default = "the step's"
-    p.add_argument("--step", type=int, default=5, choices=sorted(RECIPES),
-                   help="which documented step to run (default: %(default)s)")
+    p.add_argument("--step", type=int, default=None, choices=sorted(RECIPES),
+                   help="which documented step to run (default: 5; with --eval, the checkpoint's)")
     p.add_argument("--epochs", type=int, default=COMMON["epochs"],
                    help=f"epochs to train, 1 to {MAX_EPOCHS} (default: %(default)s)")
     p.add_argument("--scheduler", choices=["none", "onecycle"], default=None,
@@ -66,12 +66,22 @@ def parse_args(argv=None):
     p.add_argument("--loader", default="device", choices=sorted(data.LOADERS),
                    help="device: whole set on the device, batched augmentation; "
                         "classic: DataLoader with per-image transforms, as the original (default: %(default)s)")
+    p.add_argument("--save", default=None, metavar="PATH",
+                   help="save the trained model there; {step} and {seed} are filled in "
+                        "(default: not saved)")
+    p.add_argument("--eval", default=None, metavar="PATH",
+                   help="evaluate a checkpoint saved by --save on the test set; train nothing")
+    p.add_argument("--report", action="store_true",
+                   help="print the consistency table of --seeds from their saved histories; "
+                        "train nothing")
+    p.add_argument("--no-plots", dest="plots", action="store_false",
+                   help="do not draw the curves and misclassified digits next to the history")
     p.add_argument("--val", type=int, default=0, metavar="N",
                    help="hold out N training images and report on them instead of the test "
                         "set, for tuning (default: 0, off)")
     p.add_argument("--limit-batches", type=int, default=None,
-                   help="run only this many train and test batches per epoch, for quick checks "
-                        "(default: all)")
+                   help="train on only this many batches per epoch, for quick checks; the test "
+                        "set is always whole (default: all)")
     args = p.parse_args(argv)
     if not 1 <= args.epochs <= MAX_EPOCHS:
         p.error(f"--epochs must be between 1 and {MAX_EPOCHS}, got {args.epochs}")
@@ -88,9 +98,10 @@ def parse_args(argv=None):
 
 def make_config(args):
     """The step's recipe with the flags laid over it: plain data."""
-    cfg = dict(RECIPES[args.step], step=args.step, momentum=COMMON["momentum"])
+    step = args.step or 5
+    cfg = dict(RECIPES[step], step=step, momentum=COMMON["momentum"])
     for key, value in vars(args).items():
-        if key != "seeds" and (value is not None or key not in cfg):
+        if key not in ("seeds", "eval", "report", "step") and (value is not None or key not in cfg):
             cfg[key] = value
     return cfg
 
@@ -102,16 +113,25 @@ def write_json(path, obj):
     tmp.replace(path)
 
 
-def history_path(cfg):
-    path = Path(cfg["history"].format(step=cfg["step"], seed=cfg["seed"]))
+def output_path(cfg, key):
+    """cfg[key] with {step} and {seed} filled in, checked writable before any training."""
+    path = Path(cfg[key].format(step=cfg["step"], seed=cfg["seed"]))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a"):
             pass
     except OSError as e:
-        raise UserError(f"cannot write history to {path}: {e.strerror}; "
-                        "choose another --history") from None
+        raise UserError(f"cannot write {path} ({e.strerror}: {e.filename}); "
+                        f"choose another --{key}") from None
     return path
+
+
+def save_plots(net, history, test_loader, device, path):
+    curves = path.with_name(path.stem + "_curves.png")
+    wrong = path.with_name(path.stem + "_misclassified.png")
+    plot_curves(history, curves)
+    plot_misclassified(net, test_loader, device, wrong, data.MEAN, data.STD)
+    print(f"Plots: {curves} {wrong}")
 
 
 def train(cfg):
@@ -119,8 +139,12 @@ def train(cfg):
     history after every epoch; returns the history."""
     seed_everything(cfg["seed"])
     device = pick_device(cfg["device"])
-    path = history_path(cfg)
+    path = output_path(cfg, "history")
+    save = cfg["save"] and output_path(cfg, "save")
     split = "Validation" if cfg["val"] else "Test"
+    load = data.LOADERS[cfg["loader"]]
+    train_loader, test_loader = load(cfg["data_dir"], cfg["batch_size"], cfg["rotation"],
+                                     device, cfg["seed"], cfg["val"])
     print(f"Device: {device}")
     net = models.NETS[cfg["net"]](dropout=cfg["dropout"]).to(device)
     print(summary(net, input_size=(1, 1, 28, 28), col_names=("output_size", "num_params"),
@@ -131,29 +155,76 @@ def train(cfg):
                    torch=torch.__version__, device=str(device), evaluated_on=split.lower(),
                    epochs=[])
 
-    load = data.LOADERS[cfg["loader"]]
-    train_loader, test_loader = load(cfg["data_dir"], cfg["batch_size"], cfg["rotation"],
-                                     device, cfg["seed"], cfg["val"])
     limit = cfg["limit_batches"]
     steps_per_epoch = min(len(train_loader), limit or len(train_loader))
     optimizer, scheduler = make_optimizer(net, cfg["lr"], cfg["momentum"], cfg["scheduler"],
                                           cfg["max_lr"], cfg["epochs"], steps_per_epoch)
-    for epoch in range(cfg["epochs"]):
-        print(f"EPOCH: {epoch}")
-        start = time.perf_counter()
-        train_loss, train_acc = train_epoch(net, train_loader, optimizer, scheduler, device, limit)
-        seconds = time.perf_counter() - start
-        if scheduler is not None:
-            print(lr_line(epoch, scheduler))
-        test_loss, correct, total = evaluate(net, test_loader, device, limit)
-        print(f"\n{test_line(test_loss, correct, total, split)}\n")
-        history["epochs"].append(dict(
-            epoch=epoch, train_loss=train_loss, train_acc=train_acc, test_loss=test_loss,
-            test_acc=100.0 * correct / total, lr=optimizer.param_groups[0]["lr"],
-            seconds=seconds))
-        write_json(path, history)
-    print(f"History: {path}")
+    try:
+        for epoch in range(cfg["epochs"]):
+            print(f"EPOCH: {epoch}")
+            start = time.perf_counter()
+            train_loss, train_acc = train_epoch(net, train_loader, optimizer, scheduler, device,
+                                                limit)
+            seconds = time.perf_counter() - start
+            if scheduler is not None:
+                print(lr_line(epoch, scheduler))
+            test_loss, correct, total = evaluate(net, test_loader, device)
+            print(f"\n{test_line(test_loss, correct, total, split)}\n")
+            history["epochs"].append(dict(
+                epoch=epoch, train_loss=train_loss, train_acc=train_acc, test_loss=test_loss,
+                test_acc=100.0 * correct / total, lr=optimizer.param_groups[0]["lr"],
+                seconds=seconds))
+            write_json(path, history)
+    except KeyboardInterrupt:
+        raise UserError(f"interrupted: {len(history['epochs'])} finished epochs kept in {path}",
+                        exit_code=130) from None
+    finally:  # also after Ctrl-C or a NaN: the finished epochs get their plots
+        print(f"History: {path}")
+        if cfg["plots"] and history["epochs"]:
+            save_plots(net, history, test_loader, device, path)
+    if save:
+        torch.save(dict(state_dict=net.state_dict(), step=cfg["step"], config=cfg,
+                        metrics=history["epochs"][-1]), save)
+        print(f"Model: {save}")
     return history
+
+
+def evaluate_checkpoint(args):
+    """`--eval PATH`: the documented Test set line for a saved model."""
+    try:
+        ckpt = torch.load(args.eval, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"no checkpoint at {args.eval}") from None
+    except Exception:  # truncated, or not a torch file at all
+        raise UserError(f"{args.eval} is not a readable checkpoint (truncated or not saved "
+                        "by --save)") from None
+    if not (isinstance(ckpt, dict) and {"state_dict", "step", "config"} <= ckpt.keys()):
+        raise UserError(f"{args.eval} is not a checkpoint saved by train.py --save")
+    cfg = ckpt["config"]
+    if args.step is not None and args.step != ckpt["step"]:
+        raise UserError(f"{args.eval} holds a step-{ckpt['step']} {cfg['net']}, "
+                        f"not a step-{args.step} {RECIPES[args.step]['net']}")
+    device = pick_device(args.device)
+    net = models.NETS[cfg["net"]](dropout=cfg["dropout"])
+    try:
+        net.load_state_dict(ckpt["state_dict"])
+    except RuntimeError:
+        raise UserError(f"{args.eval}: its weights do not fit {cfg['net']}") from None
+    _, test_loader = data.LOADERS["device"](args.data_dir, 1, 0, device, 0)
+    print(f"Checkpoint: step {ckpt['step']}, {cfg['net']}, "
+          f"{sum(p.numel() for p in net.parameters()):,} parameters, on {device}")
+    print(f"\n{test_line(*evaluate(net.to(device), test_loader, device))}\n")
+
+
+def load_histories(cfg, seeds):
+    histories = []
+    for seed in seeds:
+        path = Path(cfg["history"].format(step=cfg["step"], seed=seed))
+        try:
+            histories.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            raise UserError(f"no readable history at {path}; train that seed first") from None
+    return histories
 
 
 def consistency(histories):
@@ -183,6 +254,11 @@ def main(argv=None):
     cfg = make_config(args)
     seeds = args.seeds or [args.seed]
     try:
+        if args.eval:
+            return evaluate_checkpoint(args) or 0
+        if args.report:
+            print(consistency(load_histories(cfg, seeds)))
+            return 0
         histories = []
         for i, seed in enumerate(seeds):
             if len(seeds) > 1:
@@ -192,7 +268,7 @@ def main(argv=None):
             print(consistency(histories))
     except (UserError, data.DataError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return getattr(e, "exit_code", 1)
     return 0
 
 

@@ -12,6 +12,10 @@ from tqdm import tqdm
 class UserError(Exception):
     """Bad input or a failed run: printed as one line, exit status non-zero."""
 
+    def __init__(self, message, exit_code=1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
 
 def seed_everything(seed):
     random.seed(seed)
@@ -100,3 +104,58 @@ def evaluate(model, loader, device, max_batches=None):
         correct += (log_probs.argmax(1) == labels).sum().item()
         seen += len(labels)
     return loss_sum / seen, correct, seen
+
+
+# ------------------------------------------------------------------ plots
+def plot_curves(history, path):
+    """Train and test loss and accuracy per epoch, four panels."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [e["epoch"] for e in history["epochs"]]
+    split = history.get("evaluated_on", "test")
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    for ax, key, title in zip(axes.flat, ("train_loss", "train_acc", "test_loss", "test_acc"),
+                              ("Training loss", "Training accuracy (%)",
+                               f"{split.title()} loss", f"{split.title()} accuracy (%)")):
+        ax.plot(epochs, [e[key] for e in history["epochs"]], marker="o")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[1, 1].axhline(99.4, color="red", linestyle="--", linewidth=1, label="99.40 % target")
+    axes[1, 1].legend()
+    fig.suptitle(f"step {history['step']}, {history['config']['net']}, "
+                 f"{history['params']:,} params, seed {history['seed']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+@torch.no_grad()
+def plot_misclassified(model, loader, device, path, mean, std, count=25):
+    """A grid of the first `count` test digits the model gets wrong."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    model.eval()
+    wrong = []
+    for images, labels in batches(loader, device):
+        predicted = model(images).argmax(1)
+        for i in (predicted != labels).nonzero().flatten().tolist():
+            wrong.append((images[i, 0].cpu() * std + mean, predicted[i].item(), labels[i].item()))
+        if len(wrong) >= count:
+            break
+    side = math.ceil(math.sqrt(count))
+    fig, axes = plt.subplots(side, side, figsize=(1.6 * side, 1.9 * side))
+    for ax, item in itertools.zip_longest(axes.flat, wrong[:count]):
+        ax.axis("off")
+        if item:
+            image, predicted, label = item
+            ax.imshow(image, cmap="gray")
+            ax.set_title(f"pred {predicted} / true {label}", fontsize=8)
+    fig.suptitle(f"{len(wrong[:count])} misclassified test digits")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
