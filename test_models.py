@@ -64,10 +64,10 @@ NET6 = [*conv("10x28x28", 90, 20, "RD"), *conv("10x28x28", 900, 20, "RD"),
         *conv("10x6x6", 900, 20, "RD"), *conv("20x4x4", 1800, 40, "RD"),
         *pool("AvgPool2d", "20x1x1"), *conv("10x1x1", 200, then="")]
 # Net7 as the README's table states it
-NET7 = [*conv("8x28x28", 72, 16), *conv("10x28x28", 720, 20), *pool("MaxPool2d", "10x14x14"),
-        *conv("10x14x14", 900, 20), *conv("10x14x14", 900, 20), *pool("MaxPool2d", "10x7x7"),
-        *conv("10x7x7", 900, 20), *pool("AvgPool2d", "10x1x1"), *conv("10x1x1", 100, then="")]
-SPEC = {"Net7": (NET7, 3_688), "Net1": (NET1, 147_344), "Net2": (net2("R"), 10_616), "Net3": (net2("RD"), 10_616),
+NET7 = [*conv("10x28x28", 90, 20), *pool("MaxPool2d", "10x14x14"), *conv("12x14x14", 1080, 24),
+        *conv("12x14x14", 1296, 24), *pool("MaxPool2d", "12x7x7"), *conv("12x7x7", 1296, 24),
+        *pool("AvgPool2d", "12x1x1"), *conv("10x1x1", 120, then="")]
+SPEC = {"Net7": (NET7, 3_974), "Net1": (NET1, 147_344), "Net2": (net2("R"), 10_616), "Net3": (net2("RD"), 10_616),
         "Net4": (NET4, 8_172), "Net5": (NET4, 8_172), "Net6": (NET6, 6_750)}
 
 
@@ -209,7 +209,7 @@ class TestCommandLine(unittest.TestCase):
         out = run_train("--step", "7", "--epochs", "1", "--limit-batches", "2",
                         "--history", self.history, "--no-plots")
         self.assertEqual(out.returncode, 0, out.stderr)
-        self.assertIn("Parameters: 3,688", out.stdout)
+        self.assertIn("Parameters: 3,974", out.stdout)
         self.check_log(out.stdout, epochs=1, batches=2, with_lr=True)
 
     def test_step2_without_scheduler_prints_no_lr_line(self):
@@ -234,10 +234,11 @@ class TestCommandLine(unittest.TestCase):
             with self.subTest(bad):
                 self.assert_clean_error(run_train("--epochs", bad), "--epochs")
 
-    def test_bad_batch_size(self):
-        for bad in ("0", "-1"):
-            with self.subTest(bad):
-                self.assert_clean_error(run_train("--batch-size", bad), "--batch-size")
+    def test_bad_numbers(self):
+        for flag, bad in (("--batch-size", "0"), ("--batch-size", "-1"), ("--rotation", "-5"),
+                          ("--dropout", "1.5"), ("--val", "60000"), ("--limit-batches", "0")):
+            with self.subTest(flag=flag, value=bad):
+                self.assert_clean_error(run_train(flag, bad), flag)
 
     def test_unwritable_paths(self):
         blocker = Path(self.tmp.name) / "a_file"

@@ -53,6 +53,9 @@ def parse_args(argv=None):
                    help=f"train batch size (default: {step_default})")
     p.add_argument("--lr", type=float, default=COMMON["lr"], help="SGD learning rate (default: %(default)s)")
     p.add_argument("--max-lr", type=float, default=COMMON["max_lr"], help="OneCycleLR peak LR (default: %(default)s)")
+    p.add_argument("--rotation", type=float, default=None, metavar="DEG",
+                   help=f"train-time random rotation in [-DEG, DEG], 0 for none "
+                        f"(default: {step_default})")
     p.add_argument("--dropout", type=float, default=None,
                    help=f"dropout rate (default: {step_default})")
     p.add_argument("--seed", type=int, default=COMMON["seed"], help="random seed (default: %(default)s)")
@@ -91,6 +94,8 @@ def parse_args(argv=None):
         value = getattr(args, name)
         if value is not None and value <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if args.rotation is not None and not 0 <= args.rotation <= 180:
+        p.error(f"--rotation must be between 0 and 180, got {args.rotation}")
     if args.dropout is not None and not 0 <= args.dropout < 1:
         p.error(f"--dropout must be in [0, 1), got {args.dropout}")
     return args
