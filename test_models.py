@@ -148,6 +148,22 @@ class TestSchedule(unittest.TestCase):
                          "Test set: Average loss: 0.0216, Accuracy: 9938/10000 (99.38%)")
 
 
+# -------------------------------------------------------------- consistency
+class TestConsistency(unittest.TestCase):
+    def test_table_counts_the_last_five_epochs(self):
+        import train
+        def history(seed, accs):
+            return {"seed": seed, "epochs": [{"test_acc": a} for a in accs]}
+        held = history(1, [98.0, 99.5, 99.41, 99.40, 99.45, 99.60, 99.50])
+        missed = history(2, [99.9, 99.2, 99.39, 99.50, 99.41, 99.44, 99.30])
+        table = train.consistency([held, missed]).splitlines()
+        self.assertEqual(table[2], "| 1 | 99.50 | 99.60 | 99.40 | 5/5 | yes |")
+        self.assertEqual(table[3], "| 2 | 99.30 | 99.90 | 99.30 | 3/5 | no |")
+        # mean 99.40, sample std of (99.50, 99.30) = 0.1414
+        self.assertIn("99.40 ± 0.14 % (mean ± std over 2 seeds); target held on 1 of 2",
+                      table[-1])
+
+
 # ------------------------------------------------------------- command line
 EPOCH_RE = re.compile(r"^EPOCH: (\d+)$")
 BAR_RE = re.compile(r"^Loss=(\d+\.\d+(?:e-?\d+)?) Batch_id=(\d+) Accuracy=(\d+\.\d\d): "
@@ -233,6 +249,17 @@ class TestCommandLine(unittest.TestCase):
         for bad in ("0", "-3", "101"):
             with self.subTest(bad):
                 self.assert_clean_error(run_train("--epochs", bad), "--epochs")
+
+    def test_report_reads_saved_histories(self):
+        for seed, final in ((1, 99.45), (2, 99.35)):
+            Path(self.history.format(step=6, seed=seed)).write_text(json.dumps(
+                {"seed": seed, "epochs": [{"test_acc": 99.5}] * 4 + [{"test_acc": final}]}))
+        out = run_train("--step", "6", "--seeds", "1", "2", "--report", "--history", self.history)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("| 1 | 99.45 | 99.50 | 99.45 | 5/5 | yes |", out.stdout)
+        self.assertIn("| 2 | 99.35 | 99.50 | 99.35 | 4/5 | no |", out.stdout)
+        self.assert_clean_error(run_train("--step", "6", "--seeds", "3", "--report",
+                                          "--history", self.history), "no readable history")
 
     def test_bad_numbers(self):
         for flag, bad in (("--batch-size", "0"), ("--batch-size", "-1"), ("--rotation", "-5"),
