@@ -153,12 +153,13 @@ class TestConsistency(unittest.TestCase):
     def test_table_counts_the_last_five_epochs(self):
         import train
         def history(seed, accs):
-            return {"seed": seed, "epochs": [{"test_acc": a} for a in accs]}
+            return {"step": 6, "seed": seed, "params": 6750,
+                    "epochs": [{"test_acc": a, "seconds": 10.0 + seed} for a in accs]}
         held = history(1, [98.0, 99.5, 99.41, 99.40, 99.45, 99.60, 99.50])
         missed = history(2, [99.9, 99.2, 99.39, 99.50, 99.41, 99.44, 99.30])
         table = train.consistency([held, missed]).splitlines()
-        self.assertEqual(table[2], "| 1 | 99.50 | 99.60 | 99.40 | 5/5 | yes |")
-        self.assertEqual(table[3], "| 2 | 99.30 | 99.90 | 99.30 | 3/5 | no |")
+        self.assertEqual(table[2], "| 6 | 1 | 6,750 | 99.50 | 99.60 | 99.40 | 5/5 | yes | 11 |")
+        self.assertEqual(table[3], "| 6 | 2 | 6,750 | 99.30 | 99.90 | 99.30 | 3/5 | no | 12 |")
         # mean 99.40, sample std of (99.50, 99.30) = 0.1414
         self.assertIn("99.40 ± 0.14 % (mean ± std over 2 seeds); target held on 1 of 2",
                       table[-1])
@@ -252,12 +253,13 @@ class TestCommandLine(unittest.TestCase):
 
     def test_report_reads_saved_histories(self):
         for seed, final in ((1, 99.45), (2, 99.35)):
+            epochs = [{"test_acc": 99.5, "seconds": 20}] * 4 + [{"test_acc": final, "seconds": 25}]
             Path(self.history.format(step=6, seed=seed)).write_text(json.dumps(
-                {"seed": seed, "epochs": [{"test_acc": 99.5}] * 4 + [{"test_acc": final}]}))
+                {"step": 6, "seed": seed, "params": 6750, "epochs": epochs}))
         out = run_train("--step", "6", "--seeds", "1", "2", "--report", "--history", self.history)
         self.assertEqual(out.returncode, 0, out.stderr)
-        self.assertIn("| 1 | 99.45 | 99.50 | 99.45 | 5/5 | yes |", out.stdout)
-        self.assertIn("| 2 | 99.35 | 99.50 | 99.35 | 4/5 | no |", out.stdout)
+        self.assertIn("| 6 | 1 | 6,750 | 99.45 | 99.50 | 99.45 | 5/5 | yes | 21 |", out.stdout)
+        self.assertIn("| 6 | 2 | 6,750 | 99.35 | 99.50 | 99.35 | 4/5 | no | 21 |", out.stdout)
         self.assert_clean_error(run_train("--step", "6", "--seeds", "3", "--report",
                                           "--history", self.history), "no readable history")
 

@@ -233,10 +233,10 @@ def load_histories(cfg, seeds):
 
 
 def consistency(histories):
-    """Per seed: best, min of the last 5, how many of the last 5 reach the
-    target, and whether all do; then the mean and spread over seeds."""
-    rows = ["| seed | final | best | min last 5 | last 5 >= 99.40 | target held |",
-            "|---|---|---|---|---|---|"]
+    """Per seed: final, best, min of the last 5, how many of the last 5 reach
+    the target, whether all do, seconds per epoch; then mean and spread."""
+    rows = ["| step | seed | params | final | best | min last 5 | last 5 >= 99.40 | target held "
+            "| s / epoch |", "|---|---|---|---|---|---|---|---|---|"]
     finals, passed = [], 0
     for h in histories:
         accs = [e["test_acc"] for e in h["epochs"]]
@@ -245,8 +245,10 @@ def consistency(histories):
         held = len(last) == LAST and hits == LAST
         passed += held
         finals.append(accs[-1])
-        rows.append(f"| {h['seed']} | {accs[-1]:.2f} | {max(accs):.2f} | {min(last):.2f} "
-                    f"| {hits}/{len(last)} | {'yes' if held else 'no'} |")
+        seconds = statistics.mean(e["seconds"] for e in h["epochs"])
+        rows.append(f"| {h['step']} | {h['seed']} | {h['params']:,} | {accs[-1]:.2f} "
+                    f"| {max(accs):.2f} | {min(last):.2f} | {hits}/{len(last)} "
+                    f"| {'yes' if held else 'no'} | {seconds:.0f} |")
     spread = statistics.stdev(finals) if len(finals) > 1 else 0.0
     rows.append(f"\nfinal test accuracy {statistics.mean(finals):.2f} ± {spread:.2f} % "
                 f"(mean ± std over {len(finals)} seeds); target held on {passed} of {len(finals)}")
