@@ -64,10 +64,10 @@ NET6 = [*conv("10x28x28", 90, 20, "RD"), *conv("10x28x28", 900, 20, "RD"),
         *conv("10x6x6", 900, 20, "RD"), *conv("20x4x4", 1800, 40, "RD"),
         *pool("AvgPool2d", "20x1x1"), *conv("10x1x1", 200, then="")]
 # Net7 as the README's table states it
-NET7 = [*conv("10x28x28", 90, 20), *pool("MaxPool2d", "10x14x14"), *conv("12x14x14", 1080, 24),
-        *conv("12x14x14", 1296, 24), *pool("MaxPool2d", "12x7x7"), *conv("12x7x7", 1296, 24),
-        *pool("AvgPool2d", "12x1x1"), *conv("10x1x1", 120, then="")]
-SPEC = {"Net7": (NET7, 3_974), "Net1": (NET1, 147_344), "Net2": (net2("R"), 10_616), "Net3": (net2("RD"), 10_616),
+NET7 = [*conv("8x28x28", 72, 16), *conv("8x28x28", 576, 16), *pool("MaxPool2d", "8x14x14"),
+        *conv("8x12x12", 576, 16), *conv("8x10x10", 576, 16), *conv("8x8x8", 576, 16),
+        *conv("16x6x6", 1152, 32), *pool("AvgPool2d", "16x1x1"), *conv("10x1x1", 160, then="")]
+SPEC = {"Net7": (NET7, 3_800), "Net1": (NET1, 147_344), "Net2": (net2("R"), 10_616), "Net3": (net2("RD"), 10_616),
         "Net4": (NET4, 8_172), "Net5": (NET4, 8_172), "Net6": (NET6, 6_750)}
 
 
@@ -226,7 +226,7 @@ class TestCommandLine(unittest.TestCase):
         out = run_train("--step", "7", "--epochs", "1", "--limit-batches", "2",
                         "--history", self.history, "--no-plots")
         self.assertEqual(out.returncode, 0, out.stderr)
-        self.assertIn("Parameters: 3,974", out.stdout)
+        self.assertIn("Parameters: 3,800", out.stdout)
         self.check_log(out.stdout, epochs=1, batches=2, with_lr=True)
 
     def test_step2_without_scheduler_prints_no_lr_line(self):
