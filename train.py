@@ -28,7 +28,7 @@ RECIPES = {
     5: dict(net="Net5", rotation=15, dropout=0.05, scheduler="onecycle", batch_size=64),
     6: dict(net="Net6", rotation=15, dropout=0.05, scheduler="onecycle", batch_size=128),
     # beyond the original: under 4,000 parameters (README, "Net7")
-    7: dict(net="Net7", rotation=10, dropout=None, scheduler="onecycle", batch_size=128),
+    7: dict(net="Net7", rotation=10, dropout=None, scheduler="onecycle", batch_size=64),
 }
 COMMON = dict(lr=0.01, momentum=0.9, max_lr=0.1, epochs=15, seed=1)
 MAX_EPOCHS = 100
