@@ -289,6 +289,8 @@ class TestCommandLine(unittest.TestCase):
         out = run_train("--step", "1", "--lr", "10", "--epochs", "1", "--limit-batches", "40",
                         "--history", self.history, "--no-plots")
         self.assert_clean_error(out, "loss became nan")
+        # it stopped inside the first epoch: no history, and no empty file either
+        self.assertFalse(Path(self.history.format(step=1, seed=1)).exists())
 
     def test_ctrl_c_keeps_finished_epochs(self):
         history = self.history.format(step=6, seed=1)

@@ -123,8 +123,11 @@ def output_path(cfg, key):
     path = Path(cfg[key].format(step=cfg["step"], seed=cfg["seed"]))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        existed = path.exists()
         with open(path, "a"):
             pass
+        if not existed:  # checked, not created: no empty file if the run stops early
+            path.unlink()
     except OSError as e:
         raise UserError(f"cannot write {path} ({e.strerror}: {e.filename}); "
                         f"choose another --{key}") from None
