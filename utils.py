@@ -62,9 +62,10 @@ def batches(loader, device, max_batches=None):
         yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
 
 
-def train_epoch(model, loader, optimizer, scheduler, device, max_batches=None):
+def train_epoch(model, loader, optimizer, scheduler, device, max_batches=None, ema=None):
     """One pass over `loader` with the documented tqdm bar; returns
-    (mean train loss, train accuracy %). Stops at the first non-finite loss."""
+    (mean train loss, train accuracy %). Stops at the first non-finite loss.
+    `ema`, a torch.optim.swa_utils.AveragedModel, is updated after every step."""
     model.train()
     total = min(len(loader), max_batches or len(loader))
     # a log file gets a bar update every 10 s, a terminal the usual 0.1 s
@@ -84,6 +85,8 @@ def train_epoch(model, loader, optimizer, scheduler, device, max_batches=None):
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
         loss_sum += loss_value * len(labels)
         correct += (log_probs.argmax(1) == labels).sum().item()
         seen += len(labels)

@@ -1,0 +1,53 @@
+"""The README's table of Net7 candidates, from their histories here:
+`python results/net7/table.py`."""
+import json
+import statistics
+from pathlib import Path
+
+HERE = Path(__file__).parent
+# file stem, what it is (relative to the candidates above it)
+CANDIDATES = [
+    ("a_base", "a: two max-pools, 10 channels (1→8→10, pool, 10→10→10, pool, 10→10), "
+               "GAP 7x7, ±15°, batch 128"),
+    ("c_poolearly_rot10", "c: pool after the first conv, 12 channels, GAP 7x7, ±10°, batch 128 "
+                          "(stopped after 6 epochs, behind g at each one)"),
+    ("g_net6at8ch_rot10", "g: Net6's layout at 8 channels, 16 in the last 3x3 conv, ±10°, "
+                          "batch 128"),
+    ("h_bs64_rot10", "h: g at batch 64"),
+    ("i_rot5", "i: h at ±5°"),
+    ("k_rot15", "k: h at ±15°"),
+    ("j_maxlr005", "j: h with OneCycle peak 0.05"),
+    ("m_bs32_maxlr005", "m: j at batch 32"),
+    ("sep20", "sep20: h's layout at 20 channels, the 3x3 convs after the first made "
+              "depthwise + 1x1"),
+    ("wide_end", "wide_end: h with 18 channels in the last 3x3 conv"),
+    ("n_ema0999", "n: h, tested on the weights' moving average, decay 0.999"),
+    ("p_ema0998", "p: n with decay 0.998"),
+    ("o_wide_end_ema0999", "**o: wide_end with n's average (Net7, step 7)**"),
+]
+
+
+def last5(accs):
+    return f"{statistics.mean(accs[-5:]):.2f} / {min(accs[-5:]):.2f}" if len(accs) >= 15 else ""
+
+
+def main():
+    print("| candidate | params | val acc, epochs 1 / 5 / 10 / 15 (seed 1) | best val | "
+          "last 5 mean / min, seed 1 | last 5 mean / min, seed 2 | train acc, last epoch |")
+    print("|---|---|---|---|---|---|---|")
+    for stem, what in CANDIDATES:
+        runs = {}
+        for seed in (1, 2):
+            path = HERE / f"{stem}_seed{seed}.json"
+            if path.exists():
+                runs[seed] = json.loads(path.read_text())
+        h = runs[1]
+        accs = [e["test_acc"] for e in h["epochs"]]
+        marks = " / ".join(f"{accs[i]:.2f}" if i < len(accs) else "–" for i in (0, 4, 9, 14))
+        seed2 = last5([e["test_acc"] for e in runs[2]["epochs"]]) if 2 in runs else ""
+        print(f"| {what} | {h['params']:,} | {marks} | {max(accs):.2f} | {last5(accs)} "
+              f"| {seed2} | {h['epochs'][-1]['train_acc']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
