@@ -269,7 +269,7 @@ class TestCommandLine(unittest.TestCase):
     def test_bad_numbers(self):
         for flag, bad in (("--batch-size", "0"), ("--batch-size", "-1"), ("--rotation", "-5"),
                           ("--dropout", "1.5"), ("--val", "60000"), ("--limit-batches", "0"),
-                          ("--ema", "1"), ("--ema", "-0.1")):
+                          ("--ema", "1"), ("--ema", "-0.1"), ("--pct-start", "1")):
             with self.subTest(flag=flag, value=bad):
                 self.assert_clean_error(run_train(flag, bad), flag)
 

@@ -37,13 +37,15 @@ def pick_device(name):
     return torch.device(name)
 
 
-def make_optimizer(model, lr, momentum, scheduler, max_lr, epochs, steps_per_epoch):
+def make_optimizer(model, lr, momentum, scheduler, max_lr, epochs, steps_per_epoch,
+                   pct_start=0.3):
     """SGD with momentum and, for 'onecycle', a OneCycleLR stepped every batch
-    with PyTorch's defaults otherwise (pct_start 0.3, cosine, div 25, final div 1e4)."""
+    with PyTorch's defaults otherwise (cosine, div 25, final div 1e4)."""
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     if scheduler == "onecycle":
         return optimizer, torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=max_lr, epochs=epochs, steps_per_epoch=steps_per_epoch)
+            optimizer, max_lr=max_lr, epochs=epochs, steps_per_epoch=steps_per_epoch,
+            pct_start=pct_start)
     return optimizer, None
 
 

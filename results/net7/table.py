@@ -24,6 +24,8 @@ CANDIDATES = [
     ("n_ema0999", "n: h, tested on the weights' moving average, decay 0.999"),
     ("p_ema0998", "p: n with decay 0.998"),
     ("o_wide_end_ema0999", "**o: wide_end with n's average (Net7, step 7)**"),
+    ("q_pct02", "q: o with OneCycle's peak at 20 % of the steps, not 30 %"),
+    ("r_maxlr02", "r: o with OneCycle peak 0.2"),
 ]
 
 
