@@ -229,7 +229,7 @@ class TestCommandLine(unittest.TestCase):
         out = run_train("--step", "7", "--epochs", "1", "--limit-batches", "2",
                         "--history", self.history, "--no-plots")
         self.assertEqual(out.returncode, 0, out.stderr)
-        self.assertIn("Parameters: 3,800", out.stdout)
+        self.assertIn("Parameters: 3,968", out.stdout)
         self.check_log(out.stdout, epochs=1, batches=2, with_lr=True)
 
     def test_step2_without_scheduler_prints_no_lr_line(self):
