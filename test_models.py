@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import data
 import model
-from utils import lr_line, make_optimizer, test_line, train_epoch, evaluate
+from utils import evaluate, lr_line, make_ema, make_optimizer, test_line, train_epoch
 
 HERE = Path(__file__).resolve().parent
 DATA_DIR = os.environ.get("MNIST_DIR", str(HERE / "data"))
@@ -440,7 +440,6 @@ class TestTraining(unittest.TestCase):
         self.assertGreater(correct / seen, 0.5)
 
     def test_ema_averages_weights_and_batchnorm_stats_after_every_step(self):
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
         data.prepare_mnist(DATA_DIR)
         cpu = torch.device("cpu")
         train, _ = data.device_loaders(DATA_DIR, 32, 0, cpu, seed=1)
@@ -448,8 +447,7 @@ class TestTraining(unittest.TestCase):
             torch.manual_seed(0)
             net = model.Net7()
             optimizer, _ = make_optimizer(net, 0.05, 0.9, "none", 0, 1, 1)
-            ema = decay and AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay),
-                                          use_buffers=True)
+            ema = make_ema(net, decay)
             train.generator.manual_seed(1)  # the same batches in every call
             train_epoch(net, train, optimizer, None, cpu, max_batches=steps, ema=ema)
             return (ema.module if ema else net).state_dict()

@@ -10,13 +10,12 @@ import time
 from pathlib import Path
 
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchinfo import summary
 
 import data
 import model as models
-from utils import (UserError, evaluate, lr_line, make_optimizer, pick_device, plot_curves,
-                   plot_misclassified, seed_everything, test_line, train_epoch)
+from utils import (UserError, evaluate, lr_line, make_ema, make_optimizer, pick_device,
+                   plot_curves, plot_misclassified, seed_everything, test_line, train_epoch)
 
 # The six documented recipes (spec, "Per-step recipe"). rotation: train-time
 # random rotation range in degrees; dropout None means the net has no Dropout.
@@ -180,9 +179,7 @@ def train(cfg):
     optimizer, scheduler = make_optimizer(net, cfg["lr"], cfg["momentum"], cfg["scheduler"],
                                           cfg["max_lr"], cfg["epochs"], steps_per_epoch,
                                           cfg["pct_start"])
-    ema = None  # the weights' moving average (BatchNorm statistics too) is what gets tested
-    if cfg.get("ema"):
-        ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg["ema"]), use_buffers=True)
+    ema = make_ema(net, cfg.get("ema"))  # with a moving average, the average is tested
     tested = ema.module if ema else net
     try:
         for epoch in range(cfg["epochs"]):

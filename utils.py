@@ -49,6 +49,15 @@ def make_optimizer(model, lr, momentum, scheduler, max_lr, epochs, steps_per_epo
     return optimizer, None
 
 
+def make_ema(model, decay):
+    """A moving average of `model`'s weights and BatchNorm statistics, to be
+    updated after every step (train_epoch does); None when decay is 0 or None."""
+    if not decay:
+        return None
+    return torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def lr_line(epoch, scheduler):
     return f"Epoch: {epoch} LR: {scheduler.get_last_lr()}"
 
