@@ -71,8 +71,12 @@ def load_tensors(data_dir, train):
 
 
 # ---------------------------------------------------------------- classic
-def classic_transform(rotation):
-    steps = [transforms.RandomRotation((-rotation, rotation), fill=(FILL,))] if rotation else []
+def classic_transform(rotation, shift=0):
+    if shift:  # RandomAffine rounds each shift to whole pixels, up to `shift` each way
+        steps = [transforms.RandomAffine((-rotation, rotation), translate=(shift / 28, shift / 28),
+                                         fill=(FILL,))]
+    else:
+        steps = [transforms.RandomRotation((-rotation, rotation), fill=(FILL,))] if rotation else []
     return transforms.Compose(steps + [transforms.ToTensor(), transforms.Normalize((MEAN,), (STD,))])
 
 
@@ -83,11 +87,11 @@ def validation_split(val):
     return order[val:], order[:val]
 
 
-def classic_loaders(data_dir, batch_size, rotation, device, seed, val=0, workers=2):
+def classic_loaders(data_dir, batch_size, rotation, device, seed, val=0, shift=0, workers=2):
     """The original pipeline: a DataLoader calling PIL and transforms per image."""
     prepare_mnist(data_dir)
     kw = dict(num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0)
-    train = datasets.MNIST(data_dir, train=True, transform=classic_transform(rotation))
+    train = datasets.MNIST(data_dir, train=True, transform=classic_transform(rotation, shift))
     test = datasets.MNIST(data_dir, train=False, transform=classic_transform(0))
     if val:
         train_idx, val_idx = validation_split(val)
@@ -99,16 +103,22 @@ def classic_loaders(data_dir, batch_size, rotation, device, seed, val=0, workers
 
 
 # ---------------------------------------------------------------- on device
-def rotate(images, degrees, fill):
+def affine(images, degrees, fill, shifts=None):
     """Rotate each image of a (N, C, H, W) batch about its centre by its own
-    angle (degrees, counter-clockwise, as torchvision), nearest sampling,
-    uncovered corners set to `fill`."""
+    angle (degrees, counter-clockwise, as torchvision), then shift it by its
+    own (dx, dy) pixels (N x 2, right and down) if `shifts` is given; nearest
+    sampling, uncovered pixels set to `fill`. torchvision's affine, batched."""
     rad = torch.deg2rad(degrees.to(images.dtype))
-    cos, sin, zero = rad.cos(), rad.sin(), torch.zeros_like(rad)
-    # affine_grid maps output to input coordinates, so this is the inverse rotation
-    theta = torch.stack([torch.stack([cos, -sin, zero], 1),
-                         torch.stack([sin, cos, zero], 1)], 1)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    cos, sin = rad.cos(), rad.sin()
+    # affine_grid maps output to input coordinates, so this is the inverse map:
+    # undo the shift, then the rotation
+    inverse = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
+    offset = torch.zeros(len(images), 2, 1, dtype=images.dtype, device=images.device)
+    if shifts is not None:  # pixels -> the grid's [-1, 1] units, where the image spans 2
+        size = torch.tensor([images.shape[3], images.shape[2]], dtype=images.dtype,
+                            device=images.device)
+        offset = -inverse @ (2 * shifts.to(images.dtype) / size).unsqueeze(2)
+    grid = F.affine_grid(torch.cat([inverse, offset], 2), list(images.shape), align_corners=False)
     # zeros padding, shifted, fills the corners with `fill`; nearest copies pixels exactly
     out = F.grid_sample(images - fill, grid, mode="nearest", padding_mode="zeros",
                         align_corners=False)
@@ -117,13 +127,16 @@ def rotate(images, degrees, fill):
 
 class DeviceLoader:
     """A whole split as one normalised tensor on the device, served in
-    shuffled batches and rotated a batch at a time: no workers, no PIL."""
+    shuffled batches and rotated (and shifted) a batch at a time: no workers,
+    no PIL."""
 
-    def __init__(self, images, labels, batch_size, device, shuffle=False, rotation=0, seed=0):
+    def __init__(self, images, labels, batch_size, device, shuffle=False, rotation=0, shift=0,
+                 seed=0):
         self.images = ((images - MEAN) / STD).to(device)
         self.labels = labels.to(device)
-        self.batch_size, self.shuffle, self.rotation = batch_size, shuffle, rotation
-        # normalising commutes with a nearest rotation, so the fill is normalised too
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self.rotation, self.shift = rotation, shift
+        # normalising commutes with nearest sampling, so the fill is normalised too
         self.fill = (FILL / 255 - MEAN) / STD
         # randomness drawn on the CPU: the same stream on every device
         self.generator = torch.Generator().manual_seed(seed)
@@ -138,14 +151,19 @@ class DeviceLoader:
         for start in range(0, n, self.batch_size):
             idx = order[start:start + self.batch_size]
             x = self.images[idx]
-            if self.rotation:
+            if self.rotation or self.shift:
                 angles = torch.empty(len(idx)).uniform_(-self.rotation, self.rotation,
                                                         generator=self.generator)
-                x = rotate(x, angles.to(x.device), self.fill)
+                shifts = None
+                if self.shift:  # whole pixels, as RandomAffine draws them
+                    shifts = torch.empty(len(idx), 2).uniform_(-self.shift, self.shift,
+                                                               generator=self.generator).round()
+                    shifts = shifts.to(x.device)
+                x = affine(x, angles.to(x.device), self.fill, shifts)
             yield x, self.labels[idx]
 
 
-def device_loaders(data_dir, batch_size, rotation, device, seed, val=0):
+def device_loaders(data_dir, batch_size, rotation, device, seed, val=0, shift=0):
     prepare_mnist(data_dir)
     images, labels = load_tensors(data_dir, True)
     test = load_tensors(data_dir, False)
@@ -154,7 +172,7 @@ def device_loaders(data_dir, batch_size, rotation, device, seed, val=0):
         test = images[val_idx], labels[val_idx]
         images, labels = images[train_idx], labels[train_idx]
     train = DeviceLoader(images, labels, batch_size, device, shuffle=True, rotation=rotation,
-                         seed=seed)
+                         shift=shift, seed=seed)
     return train, DeviceLoader(*test, TEST_BATCH_SIZE, device)
 
 

@@ -269,7 +269,8 @@ class TestCommandLine(unittest.TestCase):
     def test_bad_numbers(self):
         for flag, bad in (("--batch-size", "0"), ("--batch-size", "-1"), ("--rotation", "-5"),
                           ("--dropout", "1.5"), ("--val", "60000"), ("--limit-batches", "0"),
-                          ("--ema", "1"), ("--ema", "-0.1"), ("--pct-start", "1")):
+                          ("--ema", "1"), ("--ema", "-0.1"), ("--pct-start", "1"),
+                          ("--shift", "-1"), ("--shift", "15")):
             with self.subTest(flag=flag, value=bad):
                 self.assert_clean_error(run_train(flag, bad), flag)
 
@@ -371,7 +372,7 @@ class TestData(unittest.TestCase):
         x = self.images[:64]
         angles = torch.linspace(-15, 15, 64)
         fill = 1 / 255
-        ours = data.rotate(x, angles, fill)
+        ours = data.affine(x, angles, fill)
         ref = torch.stack([TF.rotate(img, float(a), fill=[fill]) for img, a in zip(x, angles)])
         torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
 
@@ -381,7 +382,7 @@ class TestData(unittest.TestCase):
         # few pixels in ten thousand may disagree, never more than 0.1 %.
         raw = (self.images[:64, 0] * 255).round().to(torch.uint8)
         angles = torch.linspace(-15, 15, 64)
-        ours = data.rotate(self.images[:64], angles, 1 / 255)
+        ours = data.affine(self.images[:64], angles, 1 / 255)
         ref = torch.stack([TF.to_tensor(TF.rotate(Image.fromarray(img.numpy()), float(a), fill=(1,)))
                            for img, a in zip(raw, angles)])
         differ = ((ours - ref).abs() > 1e-6).float().mean().item()
@@ -389,8 +390,42 @@ class TestData(unittest.TestCase):
 
     def test_rotation_really_rotates(self):
         x = self.images[:8]
-        self.assertGreater((data.rotate(x, torch.full((8,), 15.0), 0) - x).abs().sum(), 1)
-        torch.testing.assert_close(data.rotate(x, torch.zeros(8), 0), x)
+        self.assertGreater((data.affine(x, torch.full((8,), 15.0), 0) - x).abs().sum(), 1)
+        torch.testing.assert_close(data.affine(x, torch.zeros(8), 0), x)
+
+    def test_rotation_and_shift_match_torchvision_affine(self):
+        # TF.affine turns clockwise, TF.rotate and we counter-clockwise
+        x = self.images[:64]
+        angles = torch.linspace(-10, 10, 64)
+        shifts = torch.randint(-2, 3, (64, 2), generator=torch.Generator().manual_seed(0))
+        fill = 1 / 255
+        ours = data.affine(x, angles, fill, shifts)
+        ref = torch.stack([TF.affine(img, -float(a), s.tolist(), 1.0, [0.0, 0.0], fill=[fill])
+                           for img, a, s in zip(x, angles, shifts)])
+        torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
+
+    def test_both_loaders_shift_by_whole_pixels_up_to_the_limit(self):
+        # with no rotation, every training image is its original moved by
+        # (dx, dy) whole pixels, |dx|, |dy| <= 2, and some really are moved
+        image = self.images[7:8]
+        moves = {}
+        for dx in range(-2, 3):
+            for dy in range(-2, 3):
+                moves[dx, dy] = TF.affine(image[0], 0.0, [dx, dy], 1.0, [0.0, 0.0],
+                                          fill=[data.FILL / 255])
+        loader = data.DeviceLoader(image.expand(400, 1, 28, 28), self.labels[:400], 400,
+                                   torch.device("cpu"), shuffle=True, shift=2, seed=0)
+        device_out = next(iter(loader))[0] * data.STD + data.MEAN
+        pil = Image.fromarray((image[0, 0] * 255).round().to(torch.uint8).numpy())
+        transform = data.classic_transform(0, shift=2)
+        classic_out = torch.stack([transform(pil) for _ in range(100)]) * data.STD + data.MEAN
+        for name, out in (("device", device_out), ("classic", classic_out)):
+            seen = set()
+            for img in out:
+                match = [m for m, ref in moves.items() if (img - ref).abs().max() < 2e-3]
+                self.assertEqual(len(match), 1, name)
+                seen.add(match[0])
+            self.assertGreater(len(seen), 10, name)  # 25 possible moves, many drawn
 
     def test_device_loader_yields_every_image_once_per_epoch(self):
         n = len(self.labels)
