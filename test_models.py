@@ -270,7 +270,7 @@ class TestCommandLine(unittest.TestCase):
         for flag, bad in (("--batch-size", "0"), ("--batch-size", "-1"), ("--rotation", "-5"),
                           ("--dropout", "1.5"), ("--val", "60000"), ("--limit-batches", "0"),
                           ("--ema", "1"), ("--ema", "-0.1"), ("--pct-start", "1"),
-                          ("--shift", "-1"), ("--shift", "15")):
+                          ("--shift", "-1"), ("--shift", "15"), ("--weight-decay", "-1")):
             with self.subTest(flag=flag, value=bad):
                 self.assert_clean_error(run_train(flag, bad), flag)
 
@@ -461,18 +461,21 @@ class TestData(unittest.TestCase):
 
 class TestTraining(unittest.TestCase):
     def test_a_few_steps_lower_the_loss(self):
-        torch.manual_seed(0)
         data.prepare_mnist(DATA_DIR)
         train, test = data.device_loaders(DATA_DIR, 128, 15, torch.device("cpu"), seed=1)
-        net = model.Net6()
         cpu = torch.device("cpu")
-        before, _, _ = evaluate(net, test, cpu, max_batches=2)
-        optimizer, _ = make_optimizer(net, 0.05, 0.9, "none", 0, 1, 1)
-        loss, acc = train_epoch(net, train, optimizer, None, cpu, max_batches=40)
-        after, correct, seen = evaluate(net, test, cpu, max_batches=2)
-        self.assertTrue(math.isfinite(loss))
-        self.assertLess(after, before * 0.7)
-        self.assertGreater(correct / seen, 0.5)
+        for name, lr in (("sgd", 0.05), ("adam", 0.01)):
+            with self.subTest(name):
+                torch.manual_seed(0)
+                net = model.Net6()
+                before, _, _ = evaluate(net, test, cpu, max_batches=2)
+                optimizer, _ = make_optimizer(net, lr, 0.9, "none", 0, 1, 1, name=name)
+                self.assertEqual(type(optimizer).__name__.lower(), name)
+                loss, acc = train_epoch(net, train, optimizer, None, cpu, max_batches=40)
+                after, correct, seen = evaluate(net, test, cpu, max_batches=2)
+                self.assertTrue(math.isfinite(loss))
+                self.assertLess(after, before * 0.7)
+                self.assertGreater(correct / seen, 0.5)
 
     def test_ema_averages_weights_and_batchnorm_stats_after_every_step(self):
         data.prepare_mnist(DATA_DIR)

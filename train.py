@@ -32,7 +32,8 @@ RECIPES = {
     7: dict(net="Net7", rotation=10, dropout=None, scheduler="onecycle", batch_size=64,
             ema=0.999),
 }
-COMMON = dict(lr=0.01, momentum=0.9, max_lr=0.1, pct_start=0.3, epochs=15, seed=1)
+COMMON = dict(optimizer="sgd", lr=0.01, momentum=0.9, max_lr=0.1, pct_start=0.3, weight_decay=0.0,
+              epochs=15, seed=1)
 MAX_EPOCHS = 100
 TARGET, LAST = 99.40, 5  # the accuracy target, held in each of the last 5 epochs
 
@@ -53,10 +54,14 @@ def parse_args(argv=None):
                    help=f"LR schedule (default: {step_default})")
     p.add_argument("--batch-size", type=int, default=None,
                    help=f"train batch size (default: {step_default})")
+    p.add_argument("--optimizer", choices=["sgd", "adam"], default=COMMON["optimizer"],
+                   help="SGD with momentum 0.9, or Adam with beta1 0.9 (default: %(default)s)")
     p.add_argument("--lr", type=float, default=COMMON["lr"], help="SGD learning rate (default: %(default)s)")
     p.add_argument("--max-lr", type=float, default=COMMON["max_lr"], help="OneCycleLR peak LR (default: %(default)s)")
     p.add_argument("--pct-start", type=float, default=COMMON["pct_start"],
                    help="share of the OneCycleLR steps spent rising to the peak (default: %(default)s)")
+    p.add_argument("--weight-decay", type=float, default=COMMON["weight_decay"],
+                   help="SGD weight decay (L2), on every parameter (default: %(default)s)")
     p.add_argument("--rotation", type=float, default=None, metavar="DEG",
                    help=f"train-time random rotation in [-DEG, DEG], 0 for none "
                         f"(default: {step_default})")
@@ -112,6 +117,8 @@ def parse_args(argv=None):
         p.error(f"--dropout must be in [0, 1), got {args.dropout}")
     if not 0 < args.pct_start < 1:
         p.error(f"--pct-start must be between 0 and 1, got {args.pct_start}")
+    if not 0 <= args.weight_decay < 1:
+        p.error(f"--weight-decay must be in [0, 1), got {args.weight_decay}")
     if args.ema is not None and not 0 <= args.ema < 1:
         p.error(f"--ema must be in [0, 1), got {args.ema}")
     return args
@@ -183,7 +190,7 @@ def train(cfg):
     steps_per_epoch = min(len(train_loader), limit or len(train_loader))
     optimizer, scheduler = make_optimizer(net, cfg["lr"], cfg["momentum"], cfg["scheduler"],
                                           cfg["max_lr"], cfg["epochs"], steps_per_epoch,
-                                          cfg["pct_start"])
+                                          cfg["pct_start"], cfg["weight_decay"], cfg["optimizer"])
     ema = make_ema(net, cfg.get("ema"))  # with a moving average, the average is tested
     tested = ema.module if ema else net
     try:

@@ -38,10 +38,16 @@ def pick_device(name):
 
 
 def make_optimizer(model, lr, momentum, scheduler, max_lr, epochs, steps_per_epoch,
-                   pct_start=0.3):
-    """SGD with momentum and, for 'onecycle', a OneCycleLR stepped every batch
-    with PyTorch's defaults otherwise (cosine, div 25, final div 1e4)."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+                   pct_start=0.3, weight_decay=0.0, name="sgd"):
+    """SGD with momentum (or Adam, `momentum` as its beta1) and, for
+    'onecycle', a OneCycleLR stepped every batch with PyTorch's defaults
+    otherwise (cosine, div 25, final div 1e4)."""
+    if name == "adam":
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(momentum, 0.999),
+                                     weight_decay=weight_decay)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
+                                    weight_decay=weight_decay)
     if scheduler == "onecycle":
         return optimizer, torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=max_lr, epochs=epochs, steps_per_epoch=steps_per_epoch,

@@ -52,10 +52,35 @@ class Net7At16(TinyNet):
         )
 
 
+class Wide10(TinyNet):
+    """10 channels and one 3x3 conv fewer than Net7: 3,992 parameters, GAP over 8x8."""
+
+    def __init__(self, dropout=None):
+        super().__init__(
+            *conv(1, 10, padding=1), *conv(10, 10, padding=1), nn.MaxPool2d(2),
+            *conv(10, 10), *conv(10, 10), *conv(10, 11),
+            nn.AvgPool2d(8), nn.Conv2d(11, 10, 1, bias=False),
+        )
+
+
+class Padded14(TinyNet):
+    """Net7 with the three 8->8 convs after the pool padded: same 3,968
+    parameters and receptive field, more positions (compute) per parameter."""
+
+    def __init__(self, dropout=None):
+        super().__init__(
+            *conv(1, 8, padding=1), *conv(8, 8, padding=1), nn.MaxPool2d(2),
+            *conv(8, 8, padding=1), *conv(8, 8, padding=1), *conv(8, 8, padding=1),
+            *conv(8, 18), nn.AvgPool2d(12), nn.Conv2d(18, 10, 1, bias=False),
+        )
+
+
 CANDIDATES = {
     "net7_3800": Net7At16,  # candidates g to n and p
     "sep20": SepNet,
     "wide_end": model.Net7,  # it became Net7 (3,968)
+    "wide10": Wide10,
+    "padded14": Padded14,
 }
 
 if __name__ == "__main__":

@@ -26,6 +26,15 @@ CANDIDATES = [
     ("o_wide_end_ema0999", "**o: wide_end with n's average (Net7, step 7)**"),
     ("q_pct02", "q: o with OneCycle's peak at 20 % of the steps, not 30 %"),
     ("r_maxlr02", "r: o with OneCycle peak 0.2"),
+    ("s_shift2", "s: o with a random shift of up to 2 pixels after the rotation"),
+    ("wide10", "t: 10 channels, one 3x3 conv fewer (1→10→10, pool, 10→10→10→11), GAP 8x8, "
+               "o's recipe (seed 1 only: behind o)"),
+    ("padded14", "u: o's net with its three 8→8 convs after the pool padded (14x14), GAP 12x12 "
+                 "(seed 1 only: behind o)"),
+    ("wd5e-4", "v: o with weight decay 5e-4"),
+    ("adam0.01", "w: o with Adam, OneCycle peak 0.01"),
+    ("adam0.003", "x: w with peak 0.003 (seed 1 only: behind w)"),
+    ("bs32", "y: o at batch 32 (seed 1 only: behind o)"),
 ]
 
 
