@@ -33,7 +33,7 @@ RECIPES = {
             ema=0.999),
 }
 COMMON = dict(optimizer="sgd", lr=0.01, momentum=0.9, max_lr=0.1, pct_start=0.3, weight_decay=0.0,
-              epochs=15, seed=1)
+              shift=0, epochs=15, seed=1)
 MAX_EPOCHS = 100
 TARGET, LAST = 99.40, 5  # the accuracy target, held in each of the last 5 epochs
 
@@ -65,9 +65,9 @@ def parse_args(argv=None):
     p.add_argument("--rotation", type=float, default=None, metavar="DEG",
                    help=f"train-time random rotation in [-DEG, DEG], 0 for none "
                         f"(default: {step_default})")
-    p.add_argument("--shift", type=int, default=None, metavar="PX",
+    p.add_argument("--shift", type=int, default=COMMON["shift"], metavar="PX",
                    help="train-time random shift of up to PX whole pixels each way, "
-                        "after the rotation; 0 for none (default: the step's, 0 for steps 1-6)")
+                        "after the rotation; 0 for none (default: %(default)s)")
     p.add_argument("--dropout", type=float, default=None,
                    help=f"dropout rate (default: {step_default})")
     p.add_argument("--ema", type=float, default=None, metavar="DECAY",
@@ -111,7 +111,7 @@ def parse_args(argv=None):
             p.error(f"--{name.replace('_', '-')} must be positive, got {value}")
     if args.rotation is not None and not 0 <= args.rotation <= 180:
         p.error(f"--rotation must be between 0 and 180, got {args.rotation}")
-    if args.shift is not None and not 0 <= args.shift <= 14:
+    if not 0 <= args.shift <= 14:
         p.error(f"--shift must be between 0 and 14, got {args.shift}")
     if args.dropout is not None and not 0 <= args.dropout < 1:
         p.error(f"--dropout must be in [0, 1), got {args.dropout}")
@@ -175,7 +175,7 @@ def train(cfg):
     split = "Validation" if cfg["val"] else "Test"
     load = data.LOADERS[cfg["loader"]]
     train_loader, test_loader = load(cfg["data_dir"], cfg["batch_size"], cfg["rotation"],
-                                     device, cfg["seed"], cfg["val"], cfg.get("shift") or 0)
+                                     device, cfg["seed"], cfg["val"], cfg["shift"])
     print(f"Device: {device}")
     net = models.NETS[cfg["net"]](dropout=cfg["dropout"]).to(device)
     print(summary(net, input_size=(1, 1, 28, 28), col_names=("output_size", "num_params"),
