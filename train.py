@@ -56,12 +56,12 @@ def parse_args(argv=None):
                    help=f"train batch size (default: {step_default})")
     p.add_argument("--optimizer", choices=["sgd", "adam"], default=COMMON["optimizer"],
                    help="SGD with momentum 0.9, or Adam with beta1 0.9 (default: %(default)s)")
-    p.add_argument("--lr", type=float, default=COMMON["lr"], help="SGD learning rate (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=COMMON["lr"], help="learning rate without a scheduler (default: %(default)s)")
     p.add_argument("--max-lr", type=float, default=COMMON["max_lr"], help="OneCycleLR peak LR (default: %(default)s)")
     p.add_argument("--pct-start", type=float, default=COMMON["pct_start"],
                    help="share of the OneCycleLR steps spent rising to the peak (default: %(default)s)")
     p.add_argument("--weight-decay", type=float, default=COMMON["weight_decay"],
-                   help="SGD weight decay (L2), on every parameter (default: %(default)s)")
+                   help="weight decay (L2) on every parameter (default: %(default)s)")
     p.add_argument("--rotation", type=float, default=None, metavar="DEG",
                    help=f"train-time random rotation in [-DEG, DEG], 0 for none "
                         f"(default: {step_default})")
