@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
+from torchvision.transforms import functional as TF
 from torchvision.datasets.utils import check_integrity
 
 MEAN, STD = 0.1307, 0.3081
@@ -71,12 +72,15 @@ def load_tensors(data_dir, train):
 
 
 # ---------------------------------------------------------------- classic
-def classic_transform(rotation, shift=0):
+def classic_transform(rotation, shift=0, interpolation="nearest", elastic=None):
+    how = transforms.InterpolationMode(interpolation)
     if shift:  # RandomAffine rounds each shift to whole pixels, up to `shift` each way
         steps = [transforms.RandomAffine((-rotation, rotation), translate=(shift / 28, shift / 28),
-                                         fill=(FILL,))]
+                                         interpolation=how, fill=(FILL,))]
     else:
-        steps = [transforms.RandomRotation((-rotation, rotation), fill=(FILL,))] if rotation else []
+        steps = [transforms.RandomRotation((-rotation, rotation), how, fill=(FILL,))] if rotation else []
+    if elastic:
+        steps.append(transforms.ElasticTransform(*elastic, interpolation=how, fill=(FILL,)))
     return transforms.Compose(steps + [transforms.ToTensor(), transforms.Normalize((MEAN,), (STD,))])
 
 
@@ -87,11 +91,12 @@ def validation_split(val):
     return order[val:], order[:val]
 
 
-def classic_loaders(data_dir, batch_size, rotation, device, seed, val=0, shift=0, workers=2):
-    """The original pipeline: a DataLoader calling PIL and transforms per image."""
+def classic_loaders(data_dir, batch_size, rotation, device, seed, val=0, workers=2, **augment):
+    """The original pipeline: a DataLoader calling PIL and transforms per image.
+    `augment`: classic_transform's shift, interpolation and elastic."""
     prepare_mnist(data_dir)
     kw = dict(num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0)
-    train = datasets.MNIST(data_dir, train=True, transform=classic_transform(rotation, shift))
+    train = datasets.MNIST(data_dir, train=True, transform=classic_transform(rotation, **augment))
     test = datasets.MNIST(data_dir, train=False, transform=classic_transform(0))
     if val:
         train_idx, val_idx = validation_split(val)
@@ -103,11 +108,25 @@ def classic_loaders(data_dir, batch_size, rotation, device, seed, val=0, shift=0
 
 
 # ---------------------------------------------------------------- on device
-def affine(images, degrees, fill, shifts=None):
+def elastic_field(n, alpha, sigma, size, generator=None):
+    """n random displacement fields (n, H, W, 2), in affine_grid's units,
+    each drawn as torchvision's ElasticTransform draws one: uniform noise in
+    [-1, 1] per pixel and direction, Gaussian-blurred (sigma pixels), times
+    alpha / width (x) or alpha / height (y)."""
+    h, w = size
+    noise = torch.rand(n, 2, h, w, generator=generator) * 2 - 1
+    kernel = int(8 * sigma + 1) | 1  # odd, as torchvision makes it
+    noise = TF.gaussian_blur(noise, [kernel, kernel], [sigma, sigma])
+    return (noise * torch.tensor([alpha / w, alpha / h]).view(1, 2, 1, 1)).permute(0, 2, 3, 1)
+
+
+def affine(images, degrees, fill, shifts=None, interpolation="nearest", displacement=None):
     """Rotate each image of a (N, C, H, W) batch about its centre by its own
     angle (degrees, counter-clockwise, as torchvision), then shift it by its
-    own (dx, dy) pixels (N x 2, right and down) if `shifts` is given; nearest
-    sampling, uncovered pixels set to `fill`. torchvision's affine, batched."""
+    own (dx, dy) pixels (N x 2, right and down) if `shifts` is given, then
+    displace it by its own elastic field (N x H x W x 2, elastic_field) if
+    `displacement` is given; one nearest or bilinear sampling for all of it,
+    uncovered pixels set to `fill`. torchvision's affine (+ elastic), batched."""
     rad = torch.deg2rad(degrees.to(images.dtype))
     cos, sin = rad.cos(), rad.sin()
     # affine_grid maps output to input coordinates, so this is the inverse map:
@@ -119,23 +138,27 @@ def affine(images, degrees, fill, shifts=None):
                             device=images.device)
         offset = -inverse @ (2 * shifts.to(images.dtype) / size).unsqueeze(2)
     grid = F.affine_grid(torch.cat([inverse, offset], 2), list(images.shape), align_corners=False)
-    # zeros padding, shifted, fills the corners with `fill`; nearest copies pixels exactly
-    out = F.grid_sample(images - fill, grid, mode="nearest", padding_mode="zeros",
+    if displacement is not None:  # out(p) = rotated(p + d(p)) = image(grid(p) + inverse d(p))
+        grid = grid + torch.einsum("nij,nhwj->nhwi", inverse, displacement.to(grid))
+    # zeros padding, shifted, fills the corners with `fill` (both samplings are
+    # linear in the pixels); nearest copies pixels exactly
+    out = F.grid_sample(images - fill, grid, mode=interpolation, padding_mode="zeros",
                         align_corners=False)
     return out + fill
 
 
 class DeviceLoader:
     """A whole split as one normalised tensor on the device, served in
-    shuffled batches and rotated (and shifted) a batch at a time: no workers,
-    no PIL."""
+    shuffled batches and rotated (shifted, deformed) a batch at a time: no
+    workers, no PIL. `elastic`: None or (alpha, sigma), as ElasticTransform's."""
 
     def __init__(self, images, labels, batch_size, device, shuffle=False, rotation=0, shift=0,
-                 seed=0):
+                 interpolation="nearest", elastic=None, seed=0):
         self.images = ((images - MEAN) / STD).to(device)
         self.labels = labels.to(device)
         self.batch_size, self.shuffle = batch_size, shuffle
-        self.rotation, self.shift = rotation, shift
+        self.rotation, self.shift, self.interpolation = rotation, shift, interpolation
+        self.elastic = elastic
         # normalising commutes with nearest sampling, so the fill is normalised too
         self.fill = (FILL / 255 - MEAN) / STD
         # randomness drawn on the CPU: the same stream on every device
@@ -151,7 +174,7 @@ class DeviceLoader:
         for start in range(0, n, self.batch_size):
             idx = order[start:start + self.batch_size]
             x = self.images[idx]
-            if self.rotation or self.shift:
+            if self.rotation or self.shift or self.elastic:
                 angles = torch.empty(len(idx)).uniform_(-self.rotation, self.rotation,
                                                         generator=self.generator)
                 shifts = None
@@ -159,11 +182,15 @@ class DeviceLoader:
                     shifts = torch.empty(len(idx), 2).uniform_(-self.shift, self.shift,
                                                                generator=self.generator).round()
                     shifts = shifts.to(x.device)
-                x = affine(x, angles.to(x.device), self.fill, shifts)
+                field = None
+                if self.elastic:
+                    field = elastic_field(len(idx), *self.elastic, x.shape[-2:], self.generator)
+                x = affine(x, angles.to(x.device), self.fill, shifts, self.interpolation, field)
             yield x, self.labels[idx]
 
 
-def device_loaders(data_dir, batch_size, rotation, device, seed, val=0, shift=0):
+def device_loaders(data_dir, batch_size, rotation, device, seed, val=0, **augment):
+    """`augment`: DeviceLoader's shift, interpolation and elastic."""
     prepare_mnist(data_dir)
     images, labels = load_tensors(data_dir, True)
     test = load_tensors(data_dir, False)
@@ -172,7 +199,7 @@ def device_loaders(data_dir, batch_size, rotation, device, seed, val=0, shift=0)
         test = images[val_idx], labels[val_idx]
         images, labels = images[train_idx], labels[train_idx]
     train = DeviceLoader(images, labels, batch_size, device, shuffle=True, rotation=rotation,
-                         shift=shift, seed=seed)
+                         seed=seed, **augment)
     return train, DeviceLoader(*test, TEST_BATCH_SIZE, device)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torchvision.transforms.functional as TF
+from torchvision import transforms
 from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -270,9 +271,11 @@ class TestCommandLine(unittest.TestCase):
         for flag, bad in (("--batch-size", "0"), ("--batch-size", "-1"), ("--rotation", "-5"),
                           ("--dropout", "1.5"), ("--val", "60000"), ("--limit-batches", "0"),
                           ("--ema", "1"), ("--ema", "-0.1"), ("--pct-start", "1"),
-                          ("--shift", "-1"), ("--shift", "15"), ("--weight-decay", "-1")):
+                          ("--shift", "-1"), ("--shift", "15"), ("--weight-decay", "-1"),
+                          ("--label-smoothing", "1"), ("--label-smoothing", "-0.1"),
+                          ("--elastic", "34 0"), ("--elastic", "-1 4")):
             with self.subTest(flag=flag, value=bad):
-                self.assert_clean_error(run_train(flag, bad), flag)
+                self.assert_clean_error(run_train(flag, *bad.split()), flag)
 
     def test_unwritable_paths(self):
         blocker = Path(self.tmp.name) / "a_file"
@@ -404,6 +407,56 @@ class TestData(unittest.TestCase):
                            for img, a, s in zip(x, angles, shifts)])
         torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
 
+    def test_bilinear_rotation_and_shift_match_torchvision_inside_the_frame(self):
+        # Inside, the same bilinear weights. At the frame, where part of a
+        # sample falls outside, torchvision weighs the image by the covered
+        # share twice; we blend it with the fill once, so an MNIST frame,
+        # which is all fill, stays exactly the fill.
+        x = self.images[:64]
+        angles = torch.linspace(-10, 10, 64)
+        shifts = torch.randint(-2, 3, (64, 2), generator=torch.Generator().manual_seed(0))
+        fill = 1 / 255
+        ours = data.affine(x, angles, fill, shifts, "bilinear")
+        ref = torch.stack([TF.affine(img, -float(a), s.tolist(), 1.0, [0.0, 0.0],
+                                     TF.InterpolationMode.BILINEAR, fill=[fill])
+                           for img, a, s in zip(x, angles, shifts)])
+        torch.testing.assert_close(ours[..., 4:-4, 4:-4], ref[..., 4:-4, 4:-4], rtol=0, atol=1e-5)
+        digits = torch.full((64, 1, 28, 28), fill)
+        digits[..., 6:-6, 6:-6] = torch.rand(64, 1, 16, 16)  # turned 10 degrees, stays 4 px in
+        frame = torch.ones(28, 28, dtype=torch.bool)
+        frame[2:-2, 2:-2] = False
+        moved = data.affine(digits, angles, fill, shifts, "bilinear")
+        self.assertEqual(moved[..., frame].sub(fill).abs().max().item(), 0)
+        nearest = data.affine(x, angles, fill, shifts)
+        self.assertGreater((ours - nearest).abs().max(), 0.1)  # really another resampling
+        between = (ours > 0.05) & (ours < 0.95)  # bilinear makes new grey levels
+        self.assertGreater(between.sum(), (nearest > 0.05).logical_and(nearest < 0.95).sum())
+
+    def test_classic_transform_takes_interpolation_and_elastic(self):
+        steps = data.classic_transform(10, interpolation="bilinear").transforms
+        self.assertEqual(steps[0].interpolation, TF.InterpolationMode.BILINEAR)
+        steps = data.classic_transform(10, shift=2, interpolation="bilinear",
+                                       elastic=(34.0, 4.0)).transforms
+        self.assertEqual(steps[0].interpolation, TF.InterpolationMode.BILINEAR)
+        self.assertIsInstance(steps[1], transforms.ElasticTransform)
+        self.assertEqual((steps[1].alpha, steps[1].sigma), ([34.0, 34.0], [4.0, 4.0]))
+
+    def test_elastic_fields_are_drawn_as_torchvision_draws_them(self):
+        torch.manual_seed(5)
+        ref = transforms.ElasticTransform.get_params([34.0, 34.0], [4.0, 4.0], [28, 28])
+        ours = data.elastic_field(1, 34.0, 4.0, (28, 28), torch.Generator().manual_seed(5))
+        torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
+
+    def test_elastic_deformation_matches_torchvision(self):
+        x = self.images[:32]
+        fields = data.elastic_field(32, 34.0, 4.0, (28, 28), torch.Generator().manual_seed(1))
+        fill = 1 / 255
+        ours = data.affine(x, torch.zeros(32), fill, displacement=fields)
+        ref = torch.stack([TF.elastic_transform(img, d[None], TF.InterpolationMode.NEAREST,
+                                                fill=[fill]) for img, d in zip(x, fields)])
+        torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
+        self.assertGreater((ours - x).abs().amax((1, 2, 3)).min(), 0.5)  # every digit deformed
+
     def test_both_loaders_shift_by_whole_pixels_up_to_the_limit(self):
         # with no rotation, every training image is its original moved by
         # (dx, dy) whole pixels, |dx|, |dy| <= 2, and some really are moved
@@ -476,6 +529,28 @@ class TestTraining(unittest.TestCase):
                 self.assertTrue(math.isfinite(loss))
                 self.assertLess(after, before * 0.7)
                 self.assertGreater(correct / seen, 0.5)
+
+    def test_label_smoothing_loss(self):
+        # with lr 0 nothing moves, so the reported loss is the loss of these
+        # weights: (1 - e) * NLL + e * mean over the 10 classes of -log p
+        cpu = torch.device("cpu")
+        torch.manual_seed(0)
+        net = model.Net7()
+        images, labels = self.images_and_labels()
+        loader = [(images, labels)]
+        for e in (0.0, 0.1):
+            optimizer, _ = make_optimizer(net, 0.0, 0.0, "none", 0, 1, 1)
+            loss, _ = train_epoch(net, loader, optimizer, None, cpu, label_smoothing=e)
+            net.train()
+            log_p = net(images).detach()
+            nll = -log_p[torch.arange(len(labels)), labels].mean()
+            expected = (1 - e) * nll - e * log_p.mean()
+            self.assertAlmostEqual(loss, expected.item(), places=5)
+
+    def images_and_labels(self):
+        data.prepare_mnist(DATA_DIR)
+        images, labels = data.load_tensors(DATA_DIR, train=True)
+        return (images[:256] - data.MEAN) / data.STD, labels[:256]
 
     def test_ema_averages_weights_and_batchnorm_stats_after_every_step(self):
         data.prepare_mnist(DATA_DIR)

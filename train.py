@@ -33,7 +33,9 @@ RECIPES = {
             ema=0.999),
 }
 COMMON = dict(optimizer="sgd", lr=0.01, momentum=0.9, max_lr=0.1, pct_start=0.3, weight_decay=0.0,
-              shift=0, epochs=15, seed=1)
+              label_smoothing=0.0, shift=0, interpolation="nearest", elastic=None,
+              epochs=15, seed=1)
+AUGMENT = ("shift", "interpolation", "elastic")  # passed to the loaders as they are
 MAX_EPOCHS = 100
 TARGET, LAST = 99.40, 5  # the accuracy target, held in each of the last 5 epochs
 
@@ -62,12 +64,23 @@ def parse_args(argv=None):
                    help="share of the OneCycleLR steps spent rising to the peak (default: %(default)s)")
     p.add_argument("--weight-decay", type=float, default=COMMON["weight_decay"],
                    help="weight decay (L2) on every parameter (default: %(default)s)")
+    p.add_argument("--label-smoothing", type=float, default=COMMON["label_smoothing"],
+                   metavar="E", help="train on targets with E spread evenly over the 10 "
+                                     "classes; 0 for none (default: %(default)s)")
     p.add_argument("--rotation", type=float, default=None, metavar="DEG",
                    help=f"train-time random rotation in [-DEG, DEG], 0 for none "
                         f"(default: {step_default})")
     p.add_argument("--shift", type=int, default=COMMON["shift"], metavar="PX",
                    help="train-time random shift of up to PX whole pixels each way, "
                         "after the rotation; 0 for none (default: %(default)s)")
+    p.add_argument("--interpolation", choices=["nearest", "bilinear"],
+                   default=COMMON["interpolation"],
+                   help="how rotated (and shifted) training images are resampled; nearest "
+                        "is torchvision's default (default: %(default)s)")
+    p.add_argument("--elastic", type=float, nargs=2, default=COMMON["elastic"],
+                   metavar=("ALPHA", "SIGMA"),
+                   help="train-time elastic deformation after the rotation (and shift), "
+                        "as torchvision's ElasticTransform(ALPHA, SIGMA) (default: none)")
     p.add_argument("--dropout", type=float, default=None,
                    help=f"dropout rate (default: {step_default})")
     p.add_argument("--ema", type=float, default=None, metavar="DECAY",
@@ -117,6 +130,10 @@ def parse_args(argv=None):
         p.error(f"--dropout must be in [0, 1), got {args.dropout}")
     if not 0 < args.pct_start < 1:
         p.error(f"--pct-start must be between 0 and 1, got {args.pct_start}")
+    if args.elastic is not None and not (args.elastic[0] >= 0 and args.elastic[1] > 0):
+        p.error(f"--elastic needs ALPHA >= 0 and SIGMA > 0, got {args.elastic}")
+    if not 0 <= args.label_smoothing < 1:
+        p.error(f"--label-smoothing must be in [0, 1), got {args.label_smoothing}")
     if not 0 <= args.weight_decay < 1:
         p.error(f"--weight-decay must be in [0, 1), got {args.weight_decay}")
     if args.ema is not None and not 0 <= args.ema < 1:
@@ -175,7 +192,8 @@ def train(cfg):
     split = "Validation" if cfg["val"] else "Test"
     load = data.LOADERS[cfg["loader"]]
     train_loader, test_loader = load(cfg["data_dir"], cfg["batch_size"], cfg["rotation"],
-                                     device, cfg["seed"], cfg["val"], cfg["shift"])
+                                     device, cfg["seed"], cfg["val"],
+                                     **{k: cfg[k] for k in AUGMENT})
     print(f"Device: {device}")
     net = models.NETS[cfg["net"]](dropout=cfg["dropout"]).to(device)
     print(summary(net, input_size=(1, 1, 28, 28), col_names=("output_size", "num_params"),
@@ -198,7 +216,7 @@ def train(cfg):
             print(f"EPOCH: {epoch}")
             start = time.perf_counter()
             train_loss, train_acc = train_epoch(net, train_loader, optimizer, scheduler, device,
-                                                limit, ema)
+                                                limit, ema, cfg["label_smoothing"])
             seconds = time.perf_counter() - start
             if scheduler is not None:
                 print(lr_line(epoch, scheduler))

@@ -79,10 +79,13 @@ def batches(loader, device, max_batches=None):
         yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
 
 
-def train_epoch(model, loader, optimizer, scheduler, device, max_batches=None, ema=None):
+def train_epoch(model, loader, optimizer, scheduler, device, max_batches=None, ema=None,
+                label_smoothing=0.0):
     """One pass over `loader` with the documented tqdm bar; returns
     (mean train loss, train accuracy %). Stops at the first non-finite loss.
-    `ema`, a torch.optim.swa_utils.AveragedModel, is updated after every step."""
+    `ema`, a torch.optim.swa_utils.AveragedModel, is updated after every step.
+    With `label_smoothing` e the target puts 1 - e + e/10 on the class and e/10
+    on each other one."""
     model.train()
     total = min(len(loader), max_batches or len(loader))
     # a log file gets a bar update every 10 s, a terminal the usual 0.1 s
@@ -92,7 +95,10 @@ def train_epoch(model, loader, optimizer, scheduler, device, max_batches=None, e
     for batch_id, (images, labels) in enumerate(bar):
         optimizer.zero_grad(set_to_none=True)
         log_probs = model(images)
-        loss = F.nll_loss(log_probs, labels)
+        # cross_entropy re-normalises log-probabilities to themselves (up to
+        # rounding, so the documented steps keep nll_loss)
+        loss = (F.cross_entropy(log_probs, labels, label_smoothing=label_smoothing)
+                if label_smoothing else F.nll_loss(log_probs, labels))
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             bar.close()

@@ -75,12 +75,65 @@ class Padded14(TinyNet):
         )
 
 
+class CropSkip(nn.Module):
+    """An unpadded 3x3 block plus its input cropped by the pixel it loses on
+    each side: a residual connection that costs no parameters."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.block = nn.Sequential(*conv(c, c))
+
+    def forward(self, x):
+        return self.block(x) + x[..., 1:-1, 1:-1]
+
+
+class Residual(TinyNet):
+    """Net7 with the three 8->8 convs after the pool made CropSkip blocks:
+    same 3,968 parameters, same shapes."""
+
+    def __init__(self, dropout=None):
+        super().__init__(
+            *conv(1, 8, padding=1), *conv(8, 8, padding=1), nn.MaxPool2d(2),
+            CropSkip(8), CropSkip(8), CropSkip(8),
+            *conv(8, 18), nn.AvgPool2d(6), nn.Conv2d(18, 10, 1, bias=False),
+        )
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2's block, unpadded: 1x1 up to `wide` channels, depthwise 3x3,
+    1x1 back down with no ReLU, plus the input cropped by a pixel each side."""
+
+    def __init__(self, c, wide):
+        super().__init__()
+        self.block = nn.Sequential(
+            nn.Conv2d(c, wide, 1, bias=False), nn.BatchNorm2d(wide), nn.ReLU(),
+            nn.Conv2d(wide, wide, 3, groups=wide, bias=False), nn.BatchNorm2d(wide), nn.ReLU(),
+            nn.Conv2d(wide, c, 1, bias=False), nn.BatchNorm2d(c))
+
+    def forward(self, x):
+        return self.block(x) + x[..., 1:-1, 1:-1]
+
+
+class Inverted(TinyNet):
+    """Net7 with its three 8->8 convs after the pool replaced by inverted
+    residual blocks 8->20->8: 3,980 parameters, same shapes."""
+
+    def __init__(self, dropout=None):
+        super().__init__(
+            *conv(1, 8, padding=1), *conv(8, 8, padding=1), nn.MaxPool2d(2),
+            InvertedResidual(8, 20), InvertedResidual(8, 20), InvertedResidual(8, 20),
+            *conv(8, 18), nn.AvgPool2d(6), nn.Conv2d(18, 10, 1, bias=False),
+        )
+
+
 CANDIDATES = {
     "net7_3800": Net7At16,  # candidates g to n and p
     "sep20": SepNet,
     "wide_end": model.Net7,  # it became Net7 (3,968)
     "wide10": Wide10,
     "padded14": Padded14,
+    "residual": Residual,
+    "inverted": Inverted,
 }
 
 if __name__ == "__main__":

@@ -36,6 +36,12 @@ CANDIDATES = [
     ("adam0.003", "x: w with peak 0.003 (seed 1 only: behind w)"),
     ("bs32", "y: o at batch 32 (seed 1 only: behind o)"),
     ("z_rot7", "z: o at ±7°"),
+    ("bilinear", "aa: o with the rotated images resampled bilinearly, not nearest"),
+    ("ls0.1", "ab: o with label smoothing 0.1"),
+    ("residual", "ac: o's net with a residual (input cropped by a pixel) around each of its "
+                 "three 8→8 convs after the pool"),
+    ("inverted", "ad: o's net with those three convs as MobileNetV2 inverted residual blocks, "
+                 "8→20→8 around a depthwise 3x3"),
 ]
 
 
