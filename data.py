@@ -108,16 +108,17 @@ def classic_loaders(data_dir, batch_size, rotation, device, seed, val=0, workers
 
 
 # ---------------------------------------------------------------- on device
-def elastic_field(n, alpha, sigma, size, generator=None):
+def elastic_field(n, alpha, sigma, size, generator=None, device=None):
     """n random displacement fields (n, H, W, 2), in affine_grid's units,
     each drawn as torchvision's ElasticTransform draws one: uniform noise in
     [-1, 1] per pixel and direction, Gaussian-blurred (sigma pixels), times
     alpha / width (x) or alpha / height (y)."""
     h, w = size
-    noise = torch.rand(n, 2, h, w, generator=generator) * 2 - 1
+    noise = (torch.rand(n, 2, h, w, generator=generator) * 2 - 1).to(device)  # blurred there
     kernel = int(8 * sigma + 1) | 1  # odd, as torchvision makes it
     noise = TF.gaussian_blur(noise, [kernel, kernel], [sigma, sigma])
-    return (noise * torch.tensor([alpha / w, alpha / h]).view(1, 2, 1, 1)).permute(0, 2, 3, 1)
+    scale = torch.tensor([alpha / w, alpha / h], device=noise.device).view(1, 2, 1, 1)
+    return (noise * scale).permute(0, 2, 3, 1)
 
 
 def affine(images, degrees, fill, shifts=None, interpolation="nearest", displacement=None):
@@ -159,7 +160,8 @@ class DeviceLoader:
         self.batch_size, self.shuffle = batch_size, shuffle
         self.rotation, self.shift, self.interpolation = rotation, shift, interpolation
         self.elastic = elastic
-        # normalising commutes with nearest sampling, so the fill is normalised too
+        # normalising commutes with the sampling (nearest or bilinear: weights
+        # that sum to one), so the fill is normalised too
         self.fill = (FILL / 255 - MEAN) / STD
         # randomness drawn on the CPU: the same stream on every device
         self.generator = torch.Generator().manual_seed(seed)
@@ -184,7 +186,8 @@ class DeviceLoader:
                     shifts = shifts.to(x.device)
                 field = None
                 if self.elastic:
-                    field = elastic_field(len(idx), *self.elastic, x.shape[-2:], self.generator)
+                    field = elastic_field(len(idx), *self.elastic, x.shape[-2:], self.generator,
+                                          x.device)
                 x = affine(x, angles.to(x.device), self.fill, shifts, self.interpolation, field)
             yield x, self.labels[idx]
 

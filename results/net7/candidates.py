@@ -134,6 +134,7 @@ CANDIDATES = {
     "padded14": Padded14,
     "residual": Residual,
     "inverted": Inverted,
+    "net6": model.Net6,  # the original's 6,750-parameter net under step 7's recipe
 }
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ CANDIDATES = [
                  "three 8→8 convs after the pool"),
     ("inverted", "ad: o's net with those three convs as MobileNetV2 inverted residual blocks, "
                  "8→20→8 around a depthwise 3x3"),
+    ("elastic50-5", "ae: o with an elastic deformation after the rotation "
+                    "(torchvision's ElasticTransform defaults, alpha 50, sigma 5)"),
 ]
 
 
