@@ -126,6 +126,16 @@ class Inverted(TinyNet):
         )
 
 
+class Net7SiLU(model.Net7):
+    """Net7 with SiLU (x * sigmoid(x)) in place of every ReLU: same parameters."""
+
+    def __init__(self, dropout=None):
+        super().__init__(dropout)
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, nn.ReLU):
+                self.layers[i] = nn.SiLU()
+
+
 CANDIDATES = {
     "net7_3800": Net7At16,  # candidates g to n and p
     "sep20": SepNet,
@@ -134,6 +144,7 @@ CANDIDATES = {
     "padded14": Padded14,
     "residual": Residual,
     "inverted": Inverted,
+    "silu": Net7SiLU,
     "net6": model.Net6,  # the original's 6,750-parameter net under step 7's recipe
 }
 
