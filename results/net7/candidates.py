@@ -136,6 +136,18 @@ class Net7SiLU(model.Net7):
                 self.layers[i] = nn.SiLU()
 
 
+class Deep8(TinyNet):
+    """Net6's layout at 8 channels, all five unpadded convs after the pool,
+    11 channels in the last, GAP over 4x4: 3,972 parameters, receptive field 26."""
+
+    def __init__(self, dropout=None):
+        super().__init__(
+            *conv(1, 8, padding=1), *conv(8, 8, padding=1), nn.MaxPool2d(2),
+            *conv(8, 8), *conv(8, 8), *conv(8, 8), *conv(8, 8), *conv(8, 11),
+            nn.AvgPool2d(4), nn.Conv2d(11, 10, 1, bias=False),
+        )
+
+
 CANDIDATES = {
     "net7_3800": Net7At16,  # candidates g to n and p
     "sep20": SepNet,
@@ -145,6 +157,7 @@ CANDIDATES = {
     "residual": Residual,
     "inverted": Inverted,
     "silu": Net7SiLU,
+    "deep8": Deep8,
     "net6": model.Net6,  # the original's 6,750-parameter net under step 7's recipe
 }
 

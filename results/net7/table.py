@@ -44,6 +44,9 @@ CANDIDATES = [
                  "8→20→8 around a depthwise 3x3"),
     ("elastic50-5", "ae: o with an elastic deformation after the rotation "
                     "(torchvision's ElasticTransform defaults, alpha 50, sigma 5)"),
+    ("silu", "af: o's net with SiLU in place of every ReLU"),
+    ("deep8", "ag: Net6's layout at 8 channels (five unpadded convs after the pool, 11 "
+              "channels in the last, GAP 4x4, receptive field 26), o's recipe"),
 ]
 
 
