@@ -148,6 +148,18 @@ class Deep8(TinyNet):
         )
 
 
+class WideEnd25(TinyNet):
+    """Net7 with one 8->8 conv fewer and what it saves spent on the last conv:
+    25 channels, GAP over 8x8, receptive field 18; 3,964 parameters."""
+
+    def __init__(self, dropout=None):
+        super().__init__(
+            *conv(1, 8, padding=1), *conv(8, 8, padding=1), nn.MaxPool2d(2),
+            *conv(8, 8), *conv(8, 8), *conv(8, 25),
+            nn.AvgPool2d(8), nn.Conv2d(25, 10, 1, bias=False),
+        )
+
+
 CANDIDATES = {
     "net7_3800": Net7At16,  # candidates g to n and p
     "sep20": SepNet,
@@ -158,6 +170,7 @@ CANDIDATES = {
     "inverted": Inverted,
     "silu": Net7SiLU,
     "deep8": Deep8,
+    "wide25": WideEnd25,
     "net6": model.Net6,  # the original's 6,750-parameter net under step 7's recipe
 }
 

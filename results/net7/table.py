@@ -47,6 +47,8 @@ CANDIDATES = [
     ("silu", "af: o's net with SiLU in place of every ReLU"),
     ("deep8", "ag: Net6's layout at 8 channels (five unpadded convs after the pool, 11 "
               "channels in the last, GAP 4x4, receptive field 26), o's recipe"),
+    ("wide25", "ah: o's net with one 8→8 conv fewer and 25 channels in the last conv "
+               "(GAP 8x8, receptive field 18)"),
 ]
 
 
