@@ -75,8 +75,8 @@ def parse_args(argv=None):
                         "after the rotation; 0 for none (default: %(default)s)")
     p.add_argument("--interpolation", choices=["nearest", "bilinear"],
                    default=COMMON["interpolation"],
-                   help="how rotated (and shifted) training images are resampled; nearest "
-                        "is torchvision's default (default: %(default)s)")
+                   help="how augmented (rotated, shifted, deformed) training images are "
+                        "resampled; nearest is torchvision's default (default: %(default)s)")
     p.add_argument("--elastic", type=float, nargs=2, default=COMMON["elastic"],
                    metavar=("ALPHA", "SIGMA"),
                    help="train-time elastic deformation after the rotation (and shift), "
