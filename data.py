@@ -72,10 +72,12 @@ def load_tensors(data_dir, train):
 
 
 # ---------------------------------------------------------------- classic
-def classic_transform(rotation, shift=0, interpolation="nearest", elastic=None):
+def classic_transform(rotation, shift=0, interpolation="nearest", elastic=None, scale=0):
     how = transforms.InterpolationMode(interpolation)
-    if shift:  # RandomAffine rounds each shift to whole pixels, up to `shift` each way
-        steps = [transforms.RandomAffine((-rotation, rotation), translate=(shift / 28, shift / 28),
+    if shift or scale:  # RandomAffine rounds each shift to whole pixels, up to `shift` each way
+        steps = [transforms.RandomAffine((-rotation, rotation),
+                                         translate=(shift / 28, shift / 28) if shift else None,
+                                         scale=(1 - scale, 1 + scale) if scale else None,
                                          interpolation=how, fill=(FILL,))]
     else:
         steps = [transforms.RandomRotation((-rotation, rotation), how, fill=(FILL,))] if rotation else []
@@ -93,7 +95,7 @@ def validation_split(val):
 
 def classic_loaders(data_dir, batch_size, rotation, device, seed, val=0, workers=2, **augment):
     """The original pipeline: a DataLoader calling PIL and transforms per image.
-    `augment`: classic_transform's shift, interpolation and elastic."""
+    `augment`: classic_transform's shift, interpolation, elastic and scale."""
     prepare_mnist(data_dir)
     kw = dict(num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0)
     train = datasets.MNIST(data_dir, train=True, transform=classic_transform(rotation, **augment))
@@ -121,9 +123,11 @@ def elastic_field(n, alpha, sigma, size, generator=None, device=None):
     return (noise * scale).permute(0, 2, 3, 1)
 
 
-def affine(images, degrees, fill, shifts=None, interpolation="nearest", displacement=None):
+def affine(images, degrees, fill, shifts=None, interpolation="nearest", displacement=None,
+           scales=None):
     """Rotate each image of a (N, C, H, W) batch about its centre by its own
-    angle (degrees, counter-clockwise, as torchvision), then shift it by its
+    angle (degrees, counter-clockwise, as torchvision) and zoom it by its own
+    factor if `scales` (N) is given, then shift it by its
     own (dx, dy) pixels (N x 2, right and down) if `shifts` is given, then
     displace it by its own elastic field (N x H x W x 2, elastic_field) if
     `displacement` is given; one nearest or bilinear sampling for all of it,
@@ -131,8 +135,10 @@ def affine(images, degrees, fill, shifts=None, interpolation="nearest", displace
     rad = torch.deg2rad(degrees.to(images.dtype))
     cos, sin = rad.cos(), rad.sin()
     # affine_grid maps output to input coordinates, so this is the inverse map:
-    # undo the shift, then the rotation
+    # undo the shift, then the rotation and zoom
     inverse = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
+    if scales is not None:
+        inverse = inverse / scales.to(inverse).view(-1, 1, 1)
     offset = torch.zeros(len(images), 2, 1, dtype=images.dtype, device=images.device)
     if shifts is not None:  # pixels -> the grid's [-1, 1] units, where the image spans 2
         size = torch.tensor([images.shape[3], images.shape[2]], dtype=images.dtype,
@@ -154,12 +160,12 @@ class DeviceLoader:
     workers, no PIL. `elastic`: None or (alpha, sigma), as ElasticTransform's."""
 
     def __init__(self, images, labels, batch_size, device, shuffle=False, rotation=0, shift=0,
-                 interpolation="nearest", elastic=None, seed=0):
+                 interpolation="nearest", elastic=None, scale=0, seed=0):
         self.images = ((images - MEAN) / STD).to(device)
         self.labels = labels.to(device)
         self.batch_size, self.shuffle = batch_size, shuffle
         self.rotation, self.shift, self.interpolation = rotation, shift, interpolation
-        self.elastic = elastic
+        self.elastic, self.scale = elastic, scale
         # normalising commutes with the sampling (nearest or bilinear: weights
         # that sum to one), so the fill is normalised too
         self.fill = (FILL / 255 - MEAN) / STD
@@ -176,7 +182,7 @@ class DeviceLoader:
         for start in range(0, n, self.batch_size):
             idx = order[start:start + self.batch_size]
             x = self.images[idx]
-            if self.rotation or self.shift or self.elastic:
+            if self.rotation or self.shift or self.elastic or self.scale:
                 angles = torch.empty(len(idx)).uniform_(-self.rotation, self.rotation,
                                                         generator=self.generator)
                 shifts = None
@@ -184,16 +190,21 @@ class DeviceLoader:
                     shifts = torch.empty(len(idx), 2).uniform_(-self.shift, self.shift,
                                                                generator=self.generator).round()
                     shifts = shifts.to(x.device)
+                scales = None
+                if self.scale:  # uniform in [1 - scale, 1 + scale], as RandomAffine
+                    scales = torch.empty(len(idx)).uniform_(1 - self.scale, 1 + self.scale,
+                                                            generator=self.generator)
                 field = None
                 if self.elastic:
                     field = elastic_field(len(idx), *self.elastic, x.shape[-2:], self.generator,
                                           x.device)
-                x = affine(x, angles.to(x.device), self.fill, shifts, self.interpolation, field)
+                x = affine(x, angles.to(x.device), self.fill, shifts, self.interpolation, field,
+                           scales)
             yield x, self.labels[idx]
 
 
 def device_loaders(data_dir, batch_size, rotation, device, seed, val=0, **augment):
-    """`augment`: DeviceLoader's shift, interpolation and elastic."""
+    """`augment`: DeviceLoader's shift, interpolation, elastic and scale."""
     prepare_mnist(data_dir)
     images, labels = load_tensors(data_dir, True)
     test = load_tensors(data_dir, False)

@@ -273,7 +273,8 @@ class TestCommandLine(unittest.TestCase):
                           ("--ema", "1"), ("--ema", "-0.1"), ("--pct-start", "1"),
                           ("--shift", "-1"), ("--shift", "15"), ("--weight-decay", "-1"),
                           ("--label-smoothing", "1"), ("--label-smoothing", "-0.1"),
-                          ("--elastic", "34 0"), ("--elastic", "-1 4")):
+                          ("--elastic", "34 0"), ("--elastic", "-1 4"), ("--scale", "1"),
+                          ("--scale", "-0.1")):
             with self.subTest(flag=flag, value=bad):
                 self.assert_clean_error(run_train(flag, *bad.split()), flag)
 
@@ -406,6 +407,31 @@ class TestData(unittest.TestCase):
         ref = torch.stack([TF.affine(img, -float(a), s.tolist(), 1.0, [0.0, 0.0], fill=[fill])
                            for img, a, s in zip(x, angles, shifts)])
         torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
+
+    def test_zoom_with_rotation_and_shift_matches_torchvision_affine(self):
+        x = self.images[:64]
+        angles = torch.linspace(-10, 10, 64)
+        scales = torch.linspace(0.8, 1.2, 64)
+        shifts = torch.randint(-2, 3, (64, 2), generator=torch.Generator().manual_seed(0))
+        fill = 1 / 255
+        ours = data.affine(x, angles, fill, shifts, scales=scales)
+        ref = torch.stack([TF.affine(img, -float(a), s.tolist(), float(z), [0.0, 0.0], fill=[fill])
+                           for img, a, s, z in zip(x, angles, shifts, scales)])
+        torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
+        ink = lambda imgs: (imgs > 0.5).sum((1, 2, 3)).float()  # noqa: E731
+        self.assertGreater(ink(ours[-8:]).mean(), 1.2 * ink(ours[:8]).mean())  # 1.2 vs 0.8
+
+    def test_both_loaders_zoom_within_the_range(self):
+        self.assertEqual(data.classic_transform(10, scale=0.1).transforms[0].scale, (0.9, 1.1))
+        loader = data.DeviceLoader(self.images[:512], self.labels[:512], 512,
+                                   torch.device("cpu"), shuffle=False, scale=0.1, seed=0)
+        zoomed = next(iter(loader))[0] * data.STD + data.MEAN
+        g = torch.Generator().manual_seed(0)  # unshuffled, the loader draws angles
+        torch.empty(512).uniform_(0, 0, generator=g)  # (all 0 here), then the zooms
+        scales = torch.empty(512).uniform_(0.9, 1.1, generator=g)
+        self.assertTrue(scales.min() < 0.92 and scales.max() > 1.08)
+        ref = data.affine(self.images[:512], torch.zeros(512), data.FILL / 255, scales=scales)
+        torch.testing.assert_close(zoomed, ref, rtol=0, atol=1e-5)
 
     def test_bilinear_rotation_and_shift_match_torchvision_inside_the_frame(self):
         # Inside, the same bilinear weights. At the frame, where part of a

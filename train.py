@@ -33,9 +33,9 @@ RECIPES = {
             ema=0.999),
 }
 COMMON = dict(optimizer="sgd", lr=0.01, momentum=0.9, max_lr=0.1, pct_start=0.3, weight_decay=0.0,
-              label_smoothing=0.0, shift=0, interpolation="nearest", elastic=None,
+              label_smoothing=0.0, shift=0, scale=0.0, interpolation="nearest", elastic=None,
               epochs=15, seed=1)
-AUGMENT = ("shift", "interpolation", "elastic")  # passed to the loaders as they are
+AUGMENT = ("shift", "scale", "interpolation", "elastic")  # passed to the loaders as they are
 MAX_EPOCHS = 100
 TARGET, LAST = 99.40, 5  # the accuracy target, held in each of the last 5 epochs
 
@@ -73,10 +73,13 @@ def parse_args(argv=None):
     p.add_argument("--shift", type=int, default=COMMON["shift"], metavar="PX",
                    help="train-time random shift of up to PX whole pixels each way, "
                         "after the rotation; 0 for none (default: %(default)s)")
+    p.add_argument("--scale", type=float, default=COMMON["scale"], metavar="S",
+                   help="train-time random zoom by a factor in [1-S, 1+S], with the "
+                        "rotation; 0 for none (default: %(default)s)")
     p.add_argument("--interpolation", choices=["nearest", "bilinear"],
                    default=COMMON["interpolation"],
-                   help="how augmented (rotated, shifted, deformed) training images are "
-                        "resampled; nearest is torchvision's default (default: %(default)s)")
+                   help="how augmented (rotated, zoomed, shifted, deformed) training images "
+                        "are resampled; nearest is torchvision's default (default: %(default)s)")
     p.add_argument("--elastic", type=float, nargs=2, default=COMMON["elastic"],
                    metavar=("ALPHA", "SIGMA"),
                    help="train-time elastic deformation after the rotation (and shift), "
@@ -126,6 +129,8 @@ def parse_args(argv=None):
         p.error(f"--rotation must be between 0 and 180, got {args.rotation}")
     if not 0 <= args.shift <= 14:
         p.error(f"--shift must be between 0 and 14, got {args.shift}")
+    if not 0 <= args.scale < 1:
+        p.error(f"--scale must be in [0, 1), got {args.scale}")
     if args.dropout is not None and not 0 <= args.dropout < 1:
         p.error(f"--dropout must be in [0, 1), got {args.dropout}")
     if not 0 < args.pct_start < 1:
