@@ -17,17 +17,15 @@ from model import TinyNet, conv  # noqa: E402
 
 
 def separable(c_in, c_out, padding=0):
-    """Depthwise 3x3 then pointwise 1x1, one BatchNorm and ReLU after both."""
-    return [nn.Conv2d(c_in, c_in, 3, padding=padding, groups=c_in, bias=False),
-            nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+    return conv(c_in, c_out, padding, separable=True)
 
 
 class SepNet(TinyNet):
-    """Net7's layout with the 3x3 convs after the first made separable, which
-    pays for `width` channels throughout."""
+    """Net7 at another width (at 21 it is model.Net7): the 3x3 convs after the
+    first made separable, which pays for `width` channels throughout."""
 
-    def __init__(self, width=20, dropout=None):
-        w = width
+    def __init__(self, width=20, last_width=None, dropout=None):
+        w, last = width, last_width or width
         super().__init__(
             *conv(1, w, padding=1),        # w x28x28
             *separable(w, w, padding=1),   # w x28x28
@@ -35,9 +33,21 @@ class SepNet(TinyNet):
             *separable(w, w),              # w x12x12
             *separable(w, w),              # w x10x10
             *separable(w, w),              # w x8x8
-            *separable(w, w),              # w x6x6
+            *separable(w, last),           # last x6x6
             nn.AvgPool2d(6),
-            nn.Conv2d(w, 10, 1, bias=False),
+            nn.Conv2d(last, 10, 1, bias=False),
+        )
+
+
+class Net7At8(TinyNet):
+    """o, Net7 until it was replaced by sep21: 3,968 parameters, Net6's layout
+    at 8 channels (18 in the last 3x3 conv), one unpadded conv fewer."""
+
+    def __init__(self, dropout=None):
+        super().__init__(
+            *conv(1, 8, padding=1), *conv(8, 8, padding=1), nn.MaxPool2d(2),
+            *conv(8, 8), *conv(8, 8), *conv(8, 8), *conv(8, 18),
+            nn.AvgPool2d(6), nn.Conv2d(18, 10, 1, bias=False),
         )
 
 
@@ -53,7 +63,7 @@ class Net7At16(TinyNet):
 
 
 class Wide10(TinyNet):
-    """10 channels and one 3x3 conv fewer than Net7: 3,992 parameters, GAP over 8x8."""
+    """10 channels and one 3x3 conv fewer than o: 3,992 parameters, GAP over 8x8."""
 
     def __init__(self, dropout=None):
         super().__init__(
@@ -64,7 +74,7 @@ class Wide10(TinyNet):
 
 
 class Padded14(TinyNet):
-    """Net7 with the three 8->8 convs after the pool padded: same 3,968
+    """o with the three 8->8 convs after the pool padded: same 3,968
     parameters and receptive field, more positions (compute) per parameter."""
 
     def __init__(self, dropout=None):
@@ -88,7 +98,7 @@ class CropSkip(nn.Module):
 
 
 class Residual(TinyNet):
-    """Net7 with the three 8->8 convs after the pool made CropSkip blocks:
+    """o with the three 8->8 convs after the pool made CropSkip blocks:
     same 3,968 parameters, same shapes."""
 
     def __init__(self, dropout=None):
@@ -115,7 +125,7 @@ class InvertedResidual(nn.Module):
 
 
 class Inverted(TinyNet):
-    """Net7 with its three 8->8 convs after the pool replaced by inverted
+    """o with its three 8->8 convs after the pool replaced by inverted
     residual blocks 8->20->8: 3,980 parameters, same shapes."""
 
     def __init__(self, dropout=None):
@@ -126,8 +136,8 @@ class Inverted(TinyNet):
         )
 
 
-class Net7SiLU(model.Net7):
-    """Net7 with SiLU (x * sigmoid(x)) in place of every ReLU: same parameters."""
+class Net7SiLU(Net7At8):
+    """o with SiLU (x * sigmoid(x)) in place of every ReLU: same parameters."""
 
     def __init__(self, dropout=None):
         super().__init__(dropout)
@@ -149,7 +159,7 @@ class Deep8(TinyNet):
 
 
 class WideEnd25(TinyNet):
-    """Net7 with one 8->8 conv fewer and what it saves spent on the last conv:
+    """o with one 8->8 conv fewer and what it saves spent on the last conv:
     25 channels, GAP over 8x8, receptive field 18; 3,964 parameters."""
 
     def __init__(self, dropout=None):
@@ -160,10 +170,60 @@ class WideEnd25(TinyNet):
         )
 
 
+class Shared(TinyNet):
+    """o's layout at 10 channels, paid for by one 10->10 conv applied `uses`
+    times after the pool (each use with a BatchNorm of its own), 19 channels
+    in the last conv: 3,928 parameters with 3 uses (GAP 6x6, receptive field
+    22), 3,948 with 4 (GAP 4x4, receptive field 26)."""
+
+    def __init__(self, uses=3, dropout=None):
+        shared = nn.Conv2d(10, 10, 3, bias=False)  # the same module, so the same weights
+        repeated = [m for _ in range(uses) for m in (shared, nn.BatchNorm2d(10), nn.ReLU())]
+        side = 14 - 2 * uses - 2
+        super().__init__(
+            *conv(1, 10, padding=1), *conv(10, 10, padding=1), nn.MaxPool2d(2),
+            *repeated, *conv(10, 19), nn.AvgPool2d(side), nn.Conv2d(19, 10, 1, bias=False),
+        )
+
+
+def factorized(c_in, c_out, padding=0):
+    """A 3x3 conv as a 3x1 then a 1x3 conv, each with BatchNorm and ReLU:
+    6 c_in c_out weights instead of 9, and twice the depth."""
+    return [nn.Conv2d(c_in, c_in, (3, 1), padding=(padding, 0), bias=False),
+            nn.BatchNorm2d(c_in), nn.ReLU(),
+            nn.Conv2d(c_in, c_out, (1, 3), padding=(0, padding), bias=False),
+            nn.BatchNorm2d(c_out), nn.ReLU()]
+
+
+class Factorized10(TinyNet):
+    """o's layout at 10 channels with every 3x3 conv after the first made a 3x1
+    and a 1x3 (Inception-v3's factorisation), 20 channels at the end: 3,830
+    parameters, same shapes and receptive field as o."""
+
+    def __init__(self, dropout=None):
+        super().__init__(
+            *conv(1, 10, padding=1), *factorized(10, 10, padding=1), nn.MaxPool2d(2),
+            *factorized(10, 10), *factorized(10, 10), *factorized(10, 10), *factorized(10, 20),
+            nn.AvgPool2d(6), nn.Conv2d(20, 10, 1, bias=False),
+        )
+
+
+class OAt9(TinyNet):
+    """o's layout one channel wider (9, and 20 in the last 3x3 conv): 4,947
+    parameters, over the budget; it measures what the budget costs."""
+
+    def __init__(self, dropout=None):
+        super().__init__(
+            *conv(1, 9, padding=1), *conv(9, 9, padding=1), nn.MaxPool2d(2),
+            *conv(9, 9), *conv(9, 9), *conv(9, 9), *conv(9, 20),
+            nn.AvgPool2d(6), nn.Conv2d(20, 10, 1, bias=False),
+        )
+
+
 CANDIDATES = {
     "net7_3800": Net7At16,  # candidates g to n and p
     "sep20": SepNet,
-    "wide_end": model.Net7,  # it became Net7 (3,968)
+    "wide_end": Net7At8,  # o, Net7 (3,968) until sep21 replaced it
     "wide10": Wide10,
     "padded14": Padded14,
     "residual": Residual,
@@ -171,11 +231,21 @@ CANDIDATES = {
     "silu": Net7SiLU,
     "deep8": Deep8,
     "wide25": WideEnd25,
+    "shared10": Shared,
+    "shared10x4": lambda dropout=None: Shared(4),
+    "sep21_end26": lambda dropout=None: SepNet(21, 26),
+    "sep21": model.Net7,  # it became Net7 (3,801): SepNet(21), layer for layer
+    "fact10": Factorized10,
+    "net7_9ch": OAt9,
     "net6": model.Net6,  # the original's 6,750-parameter net under step 7's recipe
 }
 
-if __name__ == "__main__":
-    name, argv = sys.argv[1], sys.argv[2:]
+def use(name):
+    """Make step 7 train candidate `name`."""
     model.NETS[name] = CANDIDATES[name]
     train.RECIPES[7] = dict(train.RECIPES[7], net=name)
-    train.main(argv)
+
+
+if __name__ == "__main__":
+    use(sys.argv[1])
+    train.main(sys.argv[2:])
