@@ -126,12 +126,12 @@ def elastic_field(n, alpha, sigma, size, generator=None, device=None):
 def affine(images, degrees, fill, shifts=None, interpolation="nearest", displacement=None,
            scales=None):
     """Rotate each image of a (N, C, H, W) batch about its centre by its own
-    angle (degrees, counter-clockwise, as torchvision) and zoom it by its own
-    factor if `scales` (N) is given, then shift it by its
-    own (dx, dy) pixels (N x 2, right and down) if `shifts` is given, then
-    displace it by its own elastic field (N x H x W x 2, elastic_field) if
-    `displacement` is given; one nearest or bilinear sampling for all of it,
-    uncovered pixels set to `fill`. torchvision's affine (+ elastic), batched."""
+    angle (degrees, counter-clockwise, as torchvision), zoomed by its own
+    factor if `scales` (N) is given, then shift it by its own (dx, dy) pixels
+    (N x 2, right and down) if `shifts` is given, then displace it by its own
+    elastic field (N x H x W x 2, elastic_field) if `displacement` is given;
+    one nearest or bilinear sampling for all of it, uncovered pixels set to
+    `fill`. torchvision's affine (+ elastic), batched."""
     rad = torch.deg2rad(degrees.to(images.dtype))
     cos, sin = rad.cos(), rad.sin()
     # affine_grid maps output to input coordinates, so this is the inverse map:
@@ -156,8 +156,9 @@ def affine(images, degrees, fill, shifts=None, interpolation="nearest", displace
 
 class DeviceLoader:
     """A whole split as one normalised tensor on the device, served in
-    shuffled batches and rotated (shifted, deformed) a batch at a time: no
-    workers, no PIL. `elastic`: None or (alpha, sigma), as ElasticTransform's."""
+    shuffled batches and rotated (zoomed, shifted, deformed) a batch at a
+    time: no workers, no PIL. `elastic`: None or (alpha, sigma), as
+    ElasticTransform's."""
 
     def __init__(self, images, labels, batch_size, device, shuffle=False, rotation=0, shift=0,
                  interpolation="nearest", elastic=None, scale=0, seed=0):
