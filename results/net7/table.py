@@ -89,9 +89,10 @@ def main():
         others = "; ".join(last5(runs[seed]) for seed in (2, 3, 4) if seed in runs)
         full = [statistics.mean(a[-5:]) for a in runs.values() if len(a) >= 15]
         mean = f"{statistics.mean(full):.2f} ({len(full)})" if full else ""
+        train_mean = (f"{statistics.mean(train_accs):.2f} ({len(train_accs)})"
+                      if train_accs else "")
         print(f"| {what} | {h['params']:,} | {marks} | {max(accs):.2f} | {last5(accs)} "
-              f"| {others} | {mean} | {h['epochs'][-1]['train_acc']:.2f} "
-              f"| {statistics.mean(train_accs):.2f} ({len(train_accs)}) |" if train_accs else "| |")
+              f"| {others} | {mean} | {h['epochs'][-1]['train_acc']:.2f} | {train_mean} |")
 
 
 VARIANTS = [  # key in variants/o_seed<N>_variants.json, what it is
