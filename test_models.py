@@ -240,6 +240,20 @@ class TestCommandLine(unittest.TestCase):
         self.assertIn("Parameters: 3,801", out.stdout)
         self.check_log(out.stdout, epochs=1, batches=2, with_lr=True)
 
+    def test_channels_last_trains_the_same_net(self):
+        # another memory layout sums floats in another order: the same run to
+        # a few decimals, not to the digit
+        lines = []
+        for flag in ([], ["--channels-last"]):
+            out = run_train("--step", "7", "--epochs", "1", "--limit-batches", "20",
+                            "--history", self.history, "--no-plots", *flag)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            lines.append(next(TEST_RE.match(l) for l in final_lines(out.stdout)
+                              if TEST_RE.match(l)))
+        (plain, nhwc) = lines
+        self.assertAlmostEqual(float(plain.group(1)), float(nhwc.group(1)), delta=0.002)
+        self.assertLessEqual(abs(int(plain.group(2)) - int(nhwc.group(2))), 3)
+
     def test_step2_without_scheduler_prints_no_lr_line(self):
         out = run_train("--step", "2", "--epochs", "1", "--limit-batches", "2",
                         "--history", self.history)

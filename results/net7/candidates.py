@@ -89,9 +89,9 @@ class CropSkip(nn.Module):
     """An unpadded 3x3 block plus its input cropped by the pixel it loses on
     each side: a residual connection that costs no parameters."""
 
-    def __init__(self, c):
+    def __init__(self, c, separable=False):
         super().__init__()
-        self.block = nn.Sequential(*conv(c, c))
+        self.block = nn.Sequential(*conv(c, c, separable=separable))
 
     def forward(self, x):
         return self.block(x) + x[..., 1:-1, 1:-1]
@@ -220,6 +220,50 @@ class OAt9(TinyNet):
         )
 
 
+class SepDeep(TinyNet):
+    """Net7's layout at 19 channels with a fifth separable conv after the pool
+    (GAP 4x4, receptive field 26, as Net6): 3,819 parameters."""
+
+    def __init__(self, width=19, dropout=None):
+        w = width
+        super().__init__(
+            *conv(1, w, padding=1), *separable(w, w, padding=1), nn.MaxPool2d(2),
+            *[layer for _ in range(5) for layer in separable(w, w)],  # 12, 10, 8, 6, 4
+            nn.AvgPool2d(4), nn.Conv2d(w, 10, 1, bias=False),
+        )
+
+
+def separable_v1(c_in, c_out):
+    """MobileNet v1's separable conv, unpadded: BatchNorm and ReLU after the
+    depthwise 3x3 too, not only after the 1x1 (2 c_in parameters more)."""
+    return [nn.Conv2d(c_in, c_in, 3, groups=c_in, bias=False), nn.BatchNorm2d(c_in), nn.ReLU(),
+            nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+
+class SepV1(TinyNet):
+    """Net7 with its four separable convs after the pool in MobileNet v1's
+    form: twice the ReLUs there, 3,969 parameters."""
+
+    def __init__(self, dropout=None):
+        super().__init__(
+            *conv(1, 21, padding=1), *separable(21, 21, padding=1), nn.MaxPool2d(2),
+            *separable_v1(21, 21), *separable_v1(21, 21), *separable_v1(21, 21),
+            *separable_v1(21, 21), nn.AvgPool2d(6), nn.Conv2d(21, 10, 1, bias=False),
+        )
+
+
+class SepResidual(TinyNet):
+    """Net7 with a residual connection (input cropped by a pixel) around each
+    of its four separable convs after the pool: same 3,801 parameters."""
+
+    def __init__(self, dropout=None):
+        super().__init__(
+            *conv(1, 21, padding=1), *separable(21, 21, padding=1), nn.MaxPool2d(2),
+            *[CropSkip(21, separable=True) for _ in range(4)],
+            nn.AvgPool2d(6), nn.Conv2d(21, 10, 1, bias=False),
+        )
+
+
 CANDIDATES = {
     "net7_3800": Net7At16,  # candidates g to n and p
     "sep20": SepNet,
@@ -237,6 +281,9 @@ CANDIDATES = {
     "sep21": model.Net7,  # it became Net7 (3,801): SepNet(21), layer for layer
     "fact10": Factorized10,
     "net7_9ch": OAt9,
+    "sep19_deep": SepDeep,
+    "sep21_v1": SepV1,
+    "sep21_res": SepResidual,
     "net6": model.Net6,  # the original's 6,750-parameter net under step 7's recipe
 }
 
