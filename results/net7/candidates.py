@@ -264,6 +264,42 @@ class SepResidual(TinyNet):
         )
 
 
+def shuffled(c, groups, padding=0):
+    """A separable conv whose 1x1 is grouped (each output channel mixes c/groups
+    inputs, 1/groups of the weights), then ShuffleNet's channel shuffle so the
+    next 1x1 mixes across the groups."""
+    return [nn.Conv2d(c, c, 3, padding=padding, groups=c, bias=False),
+            nn.Conv2d(c, c, 1, groups=groups, bias=False), nn.BatchNorm2d(c), nn.ReLU(),
+            nn.ChannelShuffle(groups)]
+
+
+class SepShuffle(TinyNet):
+    """Net7's layout at 30 channels, its 1x1 convs in 3 groups with a channel
+    shuffle after each (ShuffleNet v1): 3,780 parameters."""
+
+    def __init__(self, width=30, groups=3, dropout=None):
+        w, g = width, groups
+        super().__init__(
+            *conv(1, w, padding=1), *shuffled(w, g, padding=1), nn.MaxPool2d(2),
+            *shuffled(w, g), *shuffled(w, g), *shuffled(w, g), *shuffled(w, g),
+            nn.AvgPool2d(6), nn.Conv2d(w, 10, 1, bias=False),
+        )
+
+
+class SepLinearEnd(TinyNet):
+    """Net7's layout at 23 channels whose last separable conv gives the 10 class
+    scores itself (no BatchNorm, no ReLU; GAP after it): 3,818 parameters."""
+
+    def __init__(self, width=23, dropout=None):
+        w = width
+        super().__init__(
+            *conv(1, w, padding=1), *separable(w, w, padding=1), nn.MaxPool2d(2),
+            *separable(w, w), *separable(w, w), *separable(w, w),
+            nn.Conv2d(w, w, 3, groups=w, bias=False), nn.Conv2d(w, 10, 1, bias=False),
+            nn.AvgPool2d(6),
+        )
+
+
 CANDIDATES = {
     "net7_3800": Net7At16,  # candidates g to n and p
     "sep20": SepNet,
@@ -284,6 +320,8 @@ CANDIDATES = {
     "sep19_deep": SepDeep,
     "sep21_v1": SepV1,
     "sep21_res": SepResidual,
+    "sep30_shuffle3": SepShuffle,
+    "sep23_linear_end": SepLinearEnd,
     "net6": model.Net6,  # the original's 6,750-parameter net under step 7's recipe
 }
 

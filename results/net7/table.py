@@ -62,6 +62,15 @@ CANDIDATES = [
     ("sep21_end26", "ap: ao with 26 channels out of its last separable conv"),
     ("net6_val", "am: the original's Net6, over the budget, under step 7's recipe (to calibrate "
                  "the split: on the test set it holds the target on 5 of 5 seeds)"),
+    # round 5: every run with --channels-last, and ao's seeds 3-4 too
+    ("sep21_v1", "aq: ao with BatchNorm and ReLU after each depthwise conv after the pool as "
+                 "well (MobileNet v1's separable conv)"),
+    ("sep19_deep", "ar: ao's layout at 19 channels with a fifth separable conv after the pool "
+                   "(GAP 4x4, receptive field 26)"),
+    ("sep21_res", "as: ao with a residual (input cropped by a pixel) around each separable "
+                  "conv after the pool"),
+    ("sep21_maxlr0.2", "at: ao with OneCycle peak 0.2"),
+    ("sep21_maxlr0.05", "au: ao with OneCycle peak 0.05"),
 ]
 
 
