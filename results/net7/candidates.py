@@ -321,6 +321,7 @@ CANDIDATES = {
     "sep21_v1": SepV1,
     "sep21_res": SepResidual,
     "sep30_shuffle3": SepShuffle,
+    "sep22_end16": lambda dropout=None: SepNet(22, 16),
     "sep23_linear_end": SepLinearEnd,
     "net6": model.Net6,  # the original's 6,750-parameter net under step 7's recipe
 }

@@ -71,6 +71,12 @@ CANDIDATES = [
                   "conv after the pool"),
     ("sep21_maxlr0.2", "at: ao with OneCycle peak 0.2"),
     ("sep21_maxlr0.05", "au: ao with OneCycle peak 0.05"),
+    ("sep30_shuffle3", "av: ao's layout at 30 channels, its 1x1 convs in 3 groups, each "
+                       "followed by a channel shuffle (ShuffleNet v1)"),
+    ("sep23_linear_end", "aw: ao's layout at 23 channels, the last separable conv giving the 10 "
+                         "class scores itself (no BatchNorm or ReLU), GAP after it"),
+    ("sep22_end16", "ax: ao at 22 channels, 16 out of its last separable conv"),
+    ("sep21_bs32", "ay: ao at batch 32"),
 ]
 
 
