@@ -97,7 +97,7 @@ def parse_args(argv=None):
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                    help="auto takes cuda, then mps, then cpu (default: %(default)s)")
     p.add_argument("--channels-last", action="store_true",
-                   help="keep the net's activations channels-last (NHWC): about 1.6x faster "
+                   help="keep the net's activations channels-last (NHWC): about 1.5x faster "
                         "on a CPU for Net7's depthwise convs; sums floats in another order, "
                         "so a seed's numbers differ in the last digits (default: off)")
     p.add_argument("--data-dir", default="./data", help="where MNIST is kept (default: %(default)s)")
