@@ -243,16 +243,24 @@ class TestCommandLine(unittest.TestCase):
     def test_channels_last_trains_the_same_net(self):
         # another memory layout sums floats in another order: the same run to
         # a few decimals, not to the digit
+        ckpt = os.path.join(self.tmp.name, "nhwc.pt")
         lines = []
-        for flag in ([], ["--channels-last"]):
+        for flag in ([], ["--channels-last", "--save", ckpt]):
             out = run_train("--step", "7", "--epochs", "1", "--limit-batches", "20",
                             "--history", self.history, "--no-plots", *flag)
             self.assertEqual(out.returncode, 0, out.stderr)
-            lines.append(next(TEST_RE.match(l) for l in final_lines(out.stdout)
-                              if TEST_RE.match(l)))
-        (plain, nhwc) = lines
+            lines.append([l for l in final_lines(out.stdout) if TEST_RE.match(l)][-1])
+        plain, nhwc = (TEST_RE.match(line) for line in lines)
         self.assertAlmostEqual(float(plain.group(1)), float(nhwc.group(1)), delta=0.002)
         self.assertLessEqual(abs(int(plain.group(2)) - int(nhwc.group(2))), 3)
+        # the flag reached the net: its 1x1 conv weights are stored NHWC
+        pointwise = torch.load(ckpt, weights_only=True)["state_dict"]["layers.4.weight"]
+        self.assertEqual(pointwise.shape, (21, 21, 1, 1))
+        self.assertEqual(pointwise.stride(), (21, 1, 21, 21))
+        # and a checkpoint so stored tests the same in a plain net
+        out = run_train("--eval", ckpt)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual([l for l in final_lines(out.stdout) if TEST_RE.match(l)], lines[1:])
 
     def test_step2_without_scheduler_prints_no_lr_line(self):
         out = run_train("--step", "2", "--epochs", "1", "--limit-batches", "2",
