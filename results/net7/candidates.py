@@ -300,6 +300,36 @@ class SepLinearEnd(TinyNet):
         )
 
 
+def sep(c_in, c_out, padding=0, kernel=3, v1=False):
+    """A separable conv with a k x k depthwise filter; v1: BatchNorm and ReLU
+    after the depthwise conv as well (MobileNet v1)."""
+    depthwise = [nn.Conv2d(c_in, c_in, kernel, padding=padding, groups=c_in, bias=False)]
+    if v1:
+        depthwise += [nn.BatchNorm2d(c_in), nn.ReLU()]
+    return depthwise + [nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+
+class SepStages(TinyNet):
+    """Round 6: Net7's layout (SepStages(21, 21) is Net7, parameter for
+    parameter) with `stem` channels before the pool and `width` after it,
+    `last` out of the last separable conv, a k x k first conv, and k x k
+    depthwise filters after the pool (5x5: two convs take 14x14 to 6x6, not four)."""
+
+    def __init__(self, stem=21, width=21, last=None, first_kernel=3, dw_kernel=3, v1=False,
+                 dropout=None):
+        last = last or width
+        convs = 8 // (dw_kernel - 1)  # after the pool, 14x14 down to 6x6
+        widths = [stem] + [width] * (convs - 1) + [last]
+        super().__init__(
+            nn.Conv2d(1, stem, first_kernel, padding=first_kernel // 2, bias=False),
+            nn.BatchNorm2d(stem), nn.ReLU(),                              # stem x28x28
+            *sep(stem, stem, padding=1), nn.MaxPool2d(2),                 # stem x14x14
+            *[layer for c_in, c_out in zip(widths, widths[1:])
+              for layer in sep(c_in, c_out, kernel=dw_kernel, v1=v1)],   # last x6x6
+            nn.AvgPool2d(6), nn.Conv2d(last, 10, 1, bias=False),
+        )
+
+
 CANDIDATES = {
     "net7_3800": Net7At16,  # candidates g to n and p
     "sep20": SepNet,
@@ -323,6 +353,11 @@ CANDIDATES = {
     "sep30_shuffle3": SepShuffle,
     "sep22_end16": lambda dropout=None: SepNet(22, 16),
     "sep23_linear_end": SepLinearEnd,
+    "sep16_24": lambda dropout=None: SepStages(16, 24),
+    "sep14_25": lambda dropout=None: SepStages(14, 25),
+    "sep20_first5": lambda dropout=None: SepStages(20, 20, first_kernel=5),
+    "sep24_dw5": lambda dropout=None: SepStages(24, 24, dw_kernel=5),
+    "sep21_v1_end16": lambda dropout=None: SepStages(21, 21, 16, v1=True),
     "net6": model.Net6,  # the original's 6,750-parameter net under step 7's recipe
 }
 
