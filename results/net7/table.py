@@ -87,10 +87,11 @@ def last5(accs):
 def main():
     print("| candidate | params | val acc, epochs 1 / 5 / 10 / 15 (seed 1) | best val | "
           "last 5 mean / min, seed 1 | the same, seeds 2, 3, 4 | mean of the last-5 means "
-          "(seeds) | train acc, last epoch | the same, mean over the seeds |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "(seeds) | train acc, last epoch | the same, mean over the seeds | train acc, epochs "
+          "11–15, mean over them and the seeds (round 6's T5) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for stem, what in CANDIDATES:
-        runs, train_accs = {}, []
+        runs, train_accs, train_last5 = {}, [], []
         for seed in (1, 2, 3, 4):
             path = HERE / f"{stem}_seed{seed}.json"
             if path.exists():
@@ -98,6 +99,7 @@ def main():
                 runs[seed] = [e["test_acc"] for e in epochs]
                 if len(epochs) >= 15:
                     train_accs.append(epochs[-1]["train_acc"])
+                    train_last5.append(statistics.mean(e["train_acc"] for e in epochs[10:15]))
         h = json.loads((HERE / f"{stem}_seed1.json").read_text())
         accs = runs[1]
         marks = " / ".join(f"{accs[i]:.2f}" if i < len(accs) else "–" for i in (0, 4, 9, 14))
@@ -106,8 +108,10 @@ def main():
         mean = f"{statistics.mean(full):.2f} ({len(full)})" if full else ""
         train_mean = (f"{statistics.mean(train_accs):.2f} ({len(train_accs)})"
                       if train_accs else "")
+        t5 = (f"{statistics.mean(train_last5):.2f} ({len(train_last5)})"
+              if train_last5 else "")
         print(f"| {what} | {h['params']:,} | {marks} | {max(accs):.2f} | {last5(accs)} "
-              f"| {others} | {mean} | {h['epochs'][-1]['train_acc']:.2f} | {train_mean} |")
+              f"| {others} | {mean} | {h['epochs'][-1]['train_acc']:.2f} | {train_mean} | {t5} |")
 
 
 VARIANTS = [  # key in variants/o_seed<N>_variants.json, what it is
