@@ -77,6 +77,13 @@ CANDIDATES = [
                          "class scores itself (no BatchNorm or ReLU), GAP after it"),
     ("sep22_end16", "ax: ao at 22 channels, 16 out of its last separable conv"),
     ("sep21_bs32", "ay: ao at batch 32"),
+    # round 6: the net changed only, judged on T5 (round6_plan.txt)
+    ("sep16_24", "az: ao with 16 channels before the pool and 24 after"),
+    ("sep14_25", "ba: 14 channels before the pool, 25 after"),
+    ("sep20_first5", "bb: ao at 20 channels with a 5x5 first conv (receptive field 24)"),
+    ("sep24_dw5", "bc: 24 channels, after the pool two separable convs with 5x5 depthwise "
+                  "filters instead of four 3x3 ones"),
+    ("sep21_v1_end16", "bd: aq's separable convs after the pool with 16 out of the last (as ax)"),
 ]
 
 
