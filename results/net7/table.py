@@ -147,7 +147,54 @@ def variants():
               + " | ".join(last5([e[key] for e in epochs]) for epochs in runs.values()) + " |")
 
 
+FIT = [  # stem in fit/ (fit_probe.py), what it is
+    # round 7 (round7_plan.txt): the references, then the schedule
+    ("ao", "ao (Net7, step 7)"),
+    ("net6", "Net6 under step 7's recipe (am)"),
+    ("pct0.15", "ao with OneCycle's peak at 15 % of the steps"),
+    ("pct0.2", "ao with OneCycle's peak at 20 % of the steps"),
+    # round 8 (round8_plan.txt)
+    ("sep14_25", "ba: 14 channels before the pool, 25 after"),
+    ("sep16_24", "az: 16 channels before the pool, 24 after"),
+    ("ax", "ax: ao at 22 channels, 16 out of its last separable conv"),
+    ("aq", "aq: MobileNet v1's separable convs after the pool"),
+    ("lr0.2", "ao with OneCycle peak 0.2"),
+    ("bs32", "ao at batch 32"),
+    ("ema0.998", "ao tested on an average with decay 0.998"),
+    ("ema0.9995", "ao tested on an average with decay 0.9995"),
+    ("wd1e-4", "ao with weight decay 1e-4"),
+    ("adam0.01", "ao with Adam, OneCycle peak 0.01"),
+]
+
+
+def fit():
+    """Rounds 7-8: F5, the tested net on the unaugmented training images."""
+    print("| run | params | F5 by seed | F5, mean | V (last-5 mean), mean | T5, mean |")
+    print("|---|---|---|---|---|---|")
+    for stem, what in FIT:
+        f5, v, t5, params = [], [], [], None
+        for seed in range(1, 6):
+            path = HERE / "fit" / f"{stem}_seed{seed}.json"
+            fit_path = HERE / "fit" / f"{stem}_seed{seed}_fit.json"
+            if not (path.exists() and fit_path.exists()):
+                continue
+            h = json.loads(path.read_text())
+            fits = json.loads(fit_path.read_text())
+            if len(h["epochs"]) < 15 or len(fits) < 5:
+                continue
+            params = h["params"]
+            f5.append(statistics.mean(e["train_fit_acc"] for e in fits))
+            v.append(statistics.mean(e["test_acc"] for e in h["epochs"][10:15]))
+            t5.append(statistics.mean(e["train_acc"] for e in h["epochs"][10:15]))
+        if f5:
+            print(f"| {what} | {params:,} | {', '.join(f'{x:.3f}' for x in f5)} "
+                  f"| {statistics.mean(f5):.3f} ({len(f5)}) | {statistics.mean(v):.2f} "
+                  f"| {statistics.mean(t5):.2f} |")
+
+
 if __name__ == "__main__":
     main()
     print()
     variants()
+    print()
+    fit()
