@@ -236,8 +236,7 @@ class SepDeep(TinyNet):
 def separable_v1(c_in, c_out):
     """MobileNet v1's separable conv, unpadded: BatchNorm and ReLU after the
     depthwise 3x3 too, not only after the 1x1 (2 c_in parameters more)."""
-    return [nn.Conv2d(c_in, c_in, 3, groups=c_in, bias=False), nn.BatchNorm2d(c_in), nn.ReLU(),
-            nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+    return sep(c_in, c_out, v1=True)
 
 
 class SepV1(TinyNet):
