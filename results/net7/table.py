@@ -164,6 +164,9 @@ FIT = [  # stem in fit/ (fit_probe.py), what it is
     ("ema0.9995", "ao tested on an average with decay 0.9995"),
     ("wd1e-4", "ao with weight decay 1e-4"),
     ("adam0.01", "ao with Adam, OneCycle peak 0.01"),
+    # reported only, after round 8: nets whose test results are known
+    ("ap", "ap (test: held on 4 of 5 seeds)"),
+    ("o", "o, Net7 before ao (test: held on 0 of 5 seeds)"),
 ]
 
 
