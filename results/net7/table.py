@@ -195,9 +195,52 @@ def fit():
                   f"| {statistics.mean(t5):.2f} |")
 
 
+ROUND9 = [  # stem in fit/, what it is (round9_plan.txt)
+    ("r9_ao", "ao (step 7)"),
+    ("r9_lr0.2", "ao, OneCycle peak 0.2"),
+    ("r9_lr0.3", "ao, OneCycle peak 0.3"),
+    ("r9_ba_lr0.2", "ba (14 channels before the pool, 25 after), peak 0.2"),
+]
+DECAYS = ("0.999", "0.998", "0.997", "0.995")  # the run's own average first
+
+
+def paired():
+    """Round 9: each run's own average (0.999) and the extra ones kept beside it."""
+    print("| recipe | params | average's decay | F5 by seed | F5, mean | F5 at epoch 11, mean "
+          "| V (last-5 mean), mean |")
+    print("|---|---|---|---|---|---|---|")
+    for stem, what in ROUND9:
+        runs = []
+        for seed in range(1, 6):
+            fit_path = HERE / "fit" / f"{stem}_seed{seed}_fit.json"
+            fits = json.loads(fit_path.read_text()) if fit_path.exists() else []
+            if len(fits) == 5:
+                h = json.loads((HERE / "fit" / f"{stem}_seed{seed}.json").read_text())
+                runs.append((h, fits))
+        if not runs:
+            continue
+        for decay in DECAYS:
+            f5, f11, v = [], [], []
+            for h, fits in runs:
+                if decay == DECAYS[0]:
+                    fit_accs = [e["train_fit_acc"] for e in fits]
+                    val_accs = [e["test_acc"] for e in h["epochs"][10:15]]
+                else:
+                    fit_accs = [e["extra"][decay]["train_fit_acc"] for e in fits]
+                    val_accs = [e["extra"][decay]["val_acc"] for e in fits]
+                f5.append(statistics.mean(fit_accs))
+                f11.append(fit_accs[0])
+                v.append(statistics.mean(val_accs))
+            print(f"| {what} | {runs[0][0]['params']:,} | {decay} | {', '.join(f'{x:.3f}' for x in f5)} "
+                  f"| {statistics.mean(f5):.3f} ({len(f5)}) | {statistics.mean(f11):.3f} "
+                  f"| {statistics.mean(v):.2f} |")
+
+
 if __name__ == "__main__":
     main()
     print()
     variants()
     print()
     fit()
+    print()
+    paired()
