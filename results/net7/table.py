@@ -1,5 +1,6 @@
-"""The README's tables of Net7 candidates and of the ways to test one run
-(eval_variants.py), from their histories here: `python results/net7/table.py`."""
+"""The tables of results/net7/README.md (the Net7 search): candidates, the
+ways to test one run (eval_variants.py), F5 (fit_probe.py) and the paired
+averages of rounds 9-10, from their histories here: `python results/net7/table.py`."""
 import json
 import statistics
 from pathlib import Path
@@ -200,6 +201,7 @@ ROUND9 = [  # stem in fit/, what it is (round9_plan.txt)
     ("r9_lr0.2", "ao, OneCycle peak 0.2"),
     ("r9_lr0.3", "ao, OneCycle peak 0.3"),
     ("r9_ba_lr0.2", "ba (14 channels before the pool, 25 after), peak 0.2"),
+    ("r9_net6", "Net6 under step 7's recipe (reported only)"),
 ]
 DECAYS = ("0.999", "0.998", "0.997", "0.995")  # the run's own average first
 
