@@ -118,21 +118,22 @@ class Net6(PaddedGapNet):
 
 
 class Net7(TinyNet):
-    """3,801 parameters: Net6's layout with one unpadded conv fewer (GAP sees
-    6x6), 21 channels wide, every 3x3 conv after the first depthwise-separable."""
+    """3,980 parameters: Net6's layout with one unpadded conv fewer (GAP sees
+    6x6), every 3x3 conv after the first depthwise-separable, 14 channels
+    before the pool and 25 after it."""
 
     def __init__(self, dropout=None):
         d = dropout
         super().__init__(
-            *conv(1, 21, padding=1, dropout=d),                   # 21x28x28  RF 3
-            *conv(21, 21, padding=1, dropout=d, separable=True),  # 21x28x28  RF 5
-            nn.MaxPool2d(2),                                      # 21x14x14  RF 6
-            *conv(21, 21, dropout=d, separable=True),             # 21x12x12  RF 10
-            *conv(21, 21, dropout=d, separable=True),             # 21x10x10  RF 14
-            *conv(21, 21, dropout=d, separable=True),             # 21x8x8    RF 18
-            *conv(21, 21, dropout=d, separable=True),             # 21x6x6    RF 22
-            nn.AvgPool2d(6),                                      # 21x1x1
-            nn.Conv2d(21, 10, 1, bias=False),                     # 10x1x1
+            *conv(1, 14, padding=1, dropout=d),                   # 14x28x28  RF 3
+            *conv(14, 14, padding=1, dropout=d, separable=True),  # 14x28x28  RF 5
+            nn.MaxPool2d(2),                                      # 14x14x14  RF 6
+            *conv(14, 25, dropout=d, separable=True),             # 25x12x12  RF 10
+            *conv(25, 25, dropout=d, separable=True),             # 25x10x10  RF 14
+            *conv(25, 25, dropout=d, separable=True),             # 25x8x8    RF 18
+            *conv(25, 25, dropout=d, separable=True),             # 25x6x6    RF 22
+            nn.AvgPool2d(6),                                      # 25x1x1
+            nn.Conv2d(25, 10, 1, bias=False),                     # 10x1x1
         )
 
 

@@ -66,17 +66,18 @@ NET6 = [*conv("10x28x28", 90, 20, "RD"), *conv("10x28x28", 900, 20, "RD"),
         *pool("AvgPool2d", "20x1x1"), *conv("10x1x1", 200, then="")]
 
 
-def separable(shape):
-    """A depthwise 3x3 (21 x 9 weights) and a pointwise 1x1 (21 x 21), 21 channels."""
-    return [("Conv2d", shape, 189), *conv(shape, 441, 42)]
+def separable(shape, c_in):
+    """A depthwise 3x3 (c_in x 9 weights), then a pointwise 1x1 to the shape's channels."""
+    c_out = int(shape.split("x")[0])
+    return [("Conv2d", f"{c_in}x{shape.split('x', 1)[1]}", 9 * c_in), *conv(shape, c_in * c_out, 2 * c_out)]
 
 
 # Net7 as the README's table states it
-NET7 = [*conv("21x28x28", 189, 42), *separable("21x28x28"), *pool("MaxPool2d", "21x14x14"),
-        *separable("21x12x12"), *separable("21x10x10"), *separable("21x8x8"),
-        *separable("21x6x6"), *pool("AvgPool2d", "21x1x1"), *conv("10x1x1", 210, then="")]
+NET7 = [*conv("14x28x28", 126, 28), *separable("14x28x28", 14), *pool("MaxPool2d", "14x14x14"),
+        *separable("25x12x12", 14), *separable("25x10x10", 25), *separable("25x8x8", 25),
+        *separable("25x6x6", 25), *pool("AvgPool2d", "25x1x1"), *conv("10x1x1", 250, then="")]
 SPEC = {"Net1": (NET1, 147_344), "Net2": (net2("R"), 10_616), "Net3": (net2("RD"), 10_616),
-        "Net4": (NET4, 8_172), "Net5": (NET4, 8_172), "Net6": (NET6, 6_750), "Net7": (NET7, 3_801)}
+        "Net4": (NET4, 8_172), "Net5": (NET4, 8_172), "Net6": (NET6, 6_750), "Net7": (NET7, 3_980)}
 
 
 def layer_rows(net):
@@ -237,7 +238,7 @@ class TestCommandLine(unittest.TestCase):
         out = run_train("--step", "7", "--epochs", "1", "--limit-batches", "2",
                         "--history", self.history, "--no-plots")
         self.assertEqual(out.returncode, 0, out.stderr)
-        self.assertIn("Parameters: 3,801", out.stdout)
+        self.assertIn("Parameters: 3,980", out.stdout)
         self.check_log(out.stdout, epochs=1, batches=2, with_lr=True)
 
     def test_channels_last_trains_the_same_net(self):
@@ -255,8 +256,8 @@ class TestCommandLine(unittest.TestCase):
         self.assertLessEqual(abs(int(plain.group(2)) - int(nhwc.group(2))), 3)
         # the flag reached the net: its 1x1 conv weights are stored NHWC
         pointwise = torch.load(ckpt, weights_only=True)["state_dict"]["layers.4.weight"]
-        self.assertEqual(pointwise.shape, (21, 21, 1, 1))
-        self.assertEqual(pointwise.stride(), (21, 1, 21, 21))
+        self.assertEqual(pointwise.shape, (14, 14, 1, 1))
+        self.assertEqual(pointwise.stride(), (14, 1, 14, 14))
         # and a checkpoint so stored tests the same in a plain net
         out = run_train("--eval", ckpt)
         self.assertEqual(out.returncode, 0, out.stderr)

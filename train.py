@@ -30,7 +30,7 @@ RECIPES = {
     # beyond the original: under 4,000 parameters (README, "Net7"). ema: the
     # tested weights are a moving average of the trained ones, with this decay.
     7: dict(net="Net7", rotation=10, dropout=None, scheduler="onecycle", batch_size=64,
-            ema=0.999),
+            max_lr=0.2, pct_start=0.15, ema=0.997),
 }
 COMMON = dict(optimizer="sgd", lr=0.01, momentum=0.9, max_lr=0.1, pct_start=0.3, weight_decay=0.0,
               label_smoothing=0.0, shift=0, scale=0.0, interpolation="nearest", elastic=None,
@@ -59,9 +59,11 @@ def parse_args(argv=None):
     p.add_argument("--optimizer", choices=["sgd", "adam"], default=COMMON["optimizer"],
                    help="SGD with momentum 0.9, or Adam with beta1 0.9 (default: %(default)s)")
     p.add_argument("--lr", type=float, default=COMMON["lr"], help="learning rate without a scheduler (default: %(default)s)")
-    p.add_argument("--max-lr", type=float, default=COMMON["max_lr"], help="OneCycleLR peak LR (default: %(default)s)")
-    p.add_argument("--pct-start", type=float, default=COMMON["pct_start"],
-                   help="share of the OneCycleLR steps spent rising to the peak (default: %(default)s)")
+    p.add_argument("--max-lr", type=float, default=None,
+                   help=f"OneCycleLR peak LR (default: {step_default}, {COMMON['max_lr']} for steps 1-6)")
+    p.add_argument("--pct-start", type=float, default=None,
+                   help="share of the OneCycleLR steps spent rising to the peak "
+                        f"(default: {step_default}, {COMMON['pct_start']} for steps 1-6)")
     p.add_argument("--weight-decay", type=float, default=COMMON["weight_decay"],
                    help="weight decay (L2) on every parameter (default: %(default)s)")
     p.add_argument("--label-smoothing", type=float, default=COMMON["label_smoothing"],
@@ -137,7 +139,7 @@ def parse_args(argv=None):
         p.error(f"--scale must be in [0, 1), got {args.scale}")
     if args.dropout is not None and not 0 <= args.dropout < 1:
         p.error(f"--dropout must be in [0, 1), got {args.dropout}")
-    if not 0 < args.pct_start < 1:
+    if args.pct_start is not None and not 0 < args.pct_start < 1:
         p.error(f"--pct-start must be between 0 and 1, got {args.pct_start}")
     if args.elastic is not None and not (args.elastic[0] >= 0 and args.elastic[1] > 0):
         p.error(f"--elastic needs ALPHA >= 0 and SIGMA > 0, got {args.elastic}")
@@ -153,7 +155,7 @@ def parse_args(argv=None):
 def make_config(args):
     """The step's recipe with the flags laid over it: plain data."""
     step = args.step or 5
-    cfg = dict(RECIPES[step], step=step, momentum=COMMON["momentum"])
+    cfg = dict(COMMON, **RECIPES[step], step=step)
     for key, value in vars(args).items():
         if key not in ("seeds", "eval", "report", "step") and (value is not None or key not in cfg):
             cfg[key] = value

@@ -21,8 +21,9 @@ def separable(c_in, c_out, padding=0):
 
 
 class SepNet(TinyNet):
-    """Net7 at another width (at 21 it is model.Net7): the 3x3 convs after the
-    first made separable, which pays for `width` channels throughout."""
+    """ao's layout at another width (at 21 it is ao, Net7 until round 11): the
+    3x3 convs after the first made separable, which pays for `width` channels
+    throughout."""
 
     def __init__(self, width=20, last_width=None, dropout=None):
         w, last = width, last_width or width
@@ -343,7 +344,7 @@ CANDIDATES = {
     "shared10": Shared,
     "shared10x4": lambda dropout=None: Shared(4),
     "sep21_end26": lambda dropout=None: SepNet(21, 26),
-    "sep21": model.Net7,  # it became Net7 (3,801): SepNet(21), layer for layer
+    "sep21": lambda dropout=None: SepNet(21),  # ao, Net7 (3,801) until round 11
     "fact10": Factorized10,
     "net7_9ch": OAt9,
     "sep19_deep": SepDeep,
@@ -353,17 +354,23 @@ CANDIDATES = {
     "sep22_end16": lambda dropout=None: SepNet(22, 16),
     "sep23_linear_end": SepLinearEnd,
     "sep16_24": lambda dropout=None: SepStages(16, 24),
-    "sep14_25": lambda dropout=None: SepStages(14, 25),
+    "sep14_25": lambda dropout=None: SepStages(14, 25),  # ba; Net7 since round 11, layer for layer
     "sep20_first5": lambda dropout=None: SepStages(20, 20, first_kernel=5),
     "sep24_dw5": lambda dropout=None: SepStages(24, 24, dw_kernel=5),
     "sep21_v1_end16": lambda dropout=None: SepStages(21, 21, 16, v1=True),
     "net6": model.Net6,  # the original's 6,750-parameter net under step 7's recipe
 }
 
+# Step 7's recipe as it was in rounds 1-10, which every candidate here ran
+# under; round 11 changed step 7 to peak 0.2, pct_start 0.15 and decay 0.997.
+# Pinned so that the record's commands still give the runs they gave.
+SEARCH_RECIPE = dict(max_lr=0.1, pct_start=0.3, ema=0.999)
+
+
 def use(name):
-    """Make step 7 train candidate `name`."""
+    """Make step 7 train candidate `name`, under the search's recipe (flags override it)."""
     model.NETS[name] = CANDIDATES[name]
-    train.RECIPES[7] = dict(train.RECIPES[7], net=name)
+    train.RECIPES[7] = dict(train.RECIPES[7], net=name, **SEARCH_RECIPE)
 
 
 if __name__ == "__main__":
