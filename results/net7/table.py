@@ -58,8 +58,8 @@ CANDIDATES = [
     ("shared10x4", "al: ak with the shared conv used four times (GAP 4x4, receptive field 26)"),
     ("fact10", "an: o's layout at 10 channels, every 3x3 conv after the first made a 3x1 "
                "then a 1x3 conv (BatchNorm and ReLU after each), 20 channels at the end"),
-    ("sep21", "**ao: sep20 at 21 channels, with o's recipe (the weights' average) (Net7, "
-              "step 7)**"),
+    ("sep21", "**ao: sep20 at 21 channels, with o's recipe (the weights' average) (Net7 "
+              "until round 11)**"),
     ("sep21_end26", "ap: ao with 26 channels out of its last separable conv"),
     ("net6_val", "am: the original's Net6, over the budget, under step 7's recipe (to calibrate "
                  "the split: on the test set it holds the target on 5 of 5 seeds)"),
@@ -150,7 +150,7 @@ def variants():
 
 FIT = [  # stem in fit/ (fit_probe.py), what it is
     # round 7 (round7_plan.txt): the references, then the schedule
-    ("ao", "ao (Net7, step 7)"),
+    ("ao", "ao (Net7 until round 11)"),
     ("net6", "Net6 under step 7's recipe (am)"),
     ("pct0.15", "ao with OneCycle's peak at 15 % of the steps"),
     ("pct0.2", "ao with OneCycle's peak at 20 % of the steps"),
@@ -197,11 +197,12 @@ def fit():
 
 
 ROUND9 = [  # stem in fit/, what it is (round9_plan.txt)
-    ("r9_ao", "ao (step 7)"),
+    ("r9_ao", "ao (Net7 until round 11)"),
     ("r9_lr0.2", "ao, OneCycle peak 0.2"),
     ("r9_lr0.3", "ao, OneCycle peak 0.3"),
     ("r9_ba_lr0.2", "ba (14 channels before the pool, 25 after), peak 0.2"),
     ("r9_net6", "Net6 under step 7's recipe (reported only)"),
+    ("r11_ba_lr0.2_pct0.15", "round 11: ba, peak 0.2 at 15 % of the steps (Net7, step 7, at 0.997)"),
 ]
 DECAYS = ("0.999", "0.998", "0.997", "0.995")  # the run's own average first
 
