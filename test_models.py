@@ -146,6 +146,17 @@ class TestSchedule(unittest.TestCase):
                 if want:
                     self.assertEqual(lr_line(epoch, scheduler), f"Epoch: {epoch} LR: [{want}]")
 
+    def test_each_step_takes_its_own_schedule_and_a_flag_overrides_it(self):
+        import train
+        config = lambda *argv: train.make_config(train.parse_args(list(argv)))  # noqa: E731
+        five, seven = config("--step", "5"), config("--step", "7")
+        # steps 1-6: OneCycle's defaults at peak 0.1 (spec); step 7: README, "Net7"
+        self.assertEqual((five["max_lr"], five["pct_start"], five.get("ema")), (0.1, 0.3, None))
+        self.assertEqual((seven["net"], seven["max_lr"], seven["pct_start"], seven["ema"]),
+                         ("Net7", 0.2, 0.15, 0.997))
+        flagged = config("--step", "7", "--max-lr", "0.05", "--pct-start", "0.3", "--ema", "0")
+        self.assertEqual((flagged["max_lr"], flagged["pct_start"], flagged["ema"]), (0.05, 0.3, 0.0))
+
     def test_no_scheduler_keeps_lr(self):
         optimizer, scheduler = make_optimizer(nn.Linear(1, 1), 0.01, 0.9, "none", 0.1, 15, 469)
         self.assertIsNone(scheduler)
