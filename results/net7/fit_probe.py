@@ -79,9 +79,10 @@ def with_fit(evaluate):
             record = dict(epoch=state["epoch"] - 1,
                           train_fit_acc=accuracy(net, state["train_loader"], device))
             if state["extras"]:
-                record["extra"] = {str(d): dict(train_fit_acc=accuracy(e.module, state["train_loader"], device),
-                                                val_acc=accuracy(e.module, loader, device))
-                                   for d, e in state["extras"].items()}
+                record["extra"] = {
+                    str(d): dict(train_fit_acc=accuracy(e.module, state["train_loader"], device),
+                                 val_acc=accuracy(e.module, loader, device))
+                    for d, e in state["extras"].items()}
             state["fit"].append(record)
             state["path"].write_text(json.dumps(state["fit"], indent=1) + "\n")
         return result
