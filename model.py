@@ -27,16 +27,20 @@ def conv(c_in, c_out, padding=0, bn=True, dropout=None, separable=False):
 
 
 class TinyNet(nn.Module):
-    """A stack of layers whose first 10 output channels are the class scores."""
+    """A stack of layers that ends in `outputs` scores per image, the first
+    10 of them the class scores."""
+    outputs = 10
 
     def __init__(self, *layers):
         super().__init__()
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x):
-        # Net2/Net3 end with 16 channels; the first 10 are the classes, the
-        # other 6 are never a target and are dropped before the softmax.
-        return F.log_softmax(self.layers(x).flatten(1)[:, :10], dim=1)
+        scores = self.layers(x).flatten(1)
+        if scores.shape[1] != self.outputs:
+            raise ValueError(f"{type(self).__name__} gives {scores.shape[1]} scores per image, "
+                             f"not {self.outputs}")
+        return F.log_softmax(scores[:, :10], dim=1)
 
 
 class Net1(TinyNet):
@@ -57,7 +61,10 @@ class Net1(TinyNet):
 
 
 class Net2(TinyNet):
-    """10,616 parameters: BatchNorm and global average pooling."""
+    """10,616 parameters: BatchNorm and global average pooling. As recorded,
+    it ends with 16 channels: the first 10 are the classes, the other six are
+    never a target and are dropped before the softmax."""
+    outputs = 16
 
     def __init__(self, dropout=None):
         d = dropout

@@ -4,6 +4,7 @@ Each step's whole recipe is one row of RECIPES; a flag overrides its field.
 """
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -27,17 +28,39 @@ RECIPES = {
     4: dict(net="Net4", rotation=15, dropout=0.05, scheduler="none", batch_size=128),
     5: dict(net="Net5", rotation=15, dropout=0.05, scheduler="onecycle", batch_size=64),
     6: dict(net="Net6", rotation=15, dropout=0.05, scheduler="onecycle", batch_size=128),
-    # beyond the original: under 4,000 parameters (README, "Net7"). ema: the
+    # beyond the original: under 4,000 parameters (docs/net7.md). ema: the
     # tested weights are a moving average of the trained ones, with this decay.
     7: dict(net="Net7", rotation=10, dropout=None, scheduler="onecycle", batch_size=64,
             max_lr=0.2, pct_start=0.15, ema=0.997),
 }
-COMMON = dict(optimizer="sgd", lr=0.01, momentum=0.9, max_lr=0.1, pct_start=0.3, weight_decay=0.0,
-              label_smoothing=0.0, shift=0, scale=0.0, interpolation="nearest", elastic=None,
-              epochs=15, seed=1)
-AUGMENT = ("shift", "scale", "interpolation", "elastic")  # passed to the loaders as they are
+COMMON = dict(lr=0.01, momentum=0.9, max_lr=0.1, pct_start=0.3, ema=None, epochs=15)
 MAX_EPOCHS = 100
+TRAIN_IMAGES = 60_000
 TARGET, LAST = 99.40, 5  # the accuracy target, held in each of the last 5 epochs
+
+
+# Ranges live in the argument types: help, parsing and the error are one place.
+def number(kind, low=None, high=None, low_open=False, high_open=False):
+    """An argparse type: a finite `kind` in [low, high] (an end left open where asked)."""
+    lo, hi = "(" if low_open else "[", ")" if high_open else "]"
+    span = f"in {lo}{low}, {'inf' if high is None else high}{hi}"
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (math.isfinite(value)
+                and (low is None or (value > low if low_open else value >= low))
+                and (high is None or (value < high if high_open else value <= high))):
+            raise argparse.ArgumentTypeError(f"must be {span}, got {text}")
+        return value
+    return parse
+
+
+positive_int = number(int, 1)
+positive_float = number(float, 0, low_open=True)
+fraction = number(float, 0, 1, high_open=True)  # [0, 1)
 
 
 class Parser(argparse.ArgumentParser):
@@ -47,119 +70,87 @@ class Parser(argparse.ArgumentParser):
 
 def parse_args(argv=None):
     p = Parser(description=__doc__)
-    step_default = "the step's"
+    its = "the step's"
+    # the recipe: default None = the step's value (make_config)
     p.add_argument("--step", type=int, default=None, choices=sorted(RECIPES),
-                   help="which documented step to run (default: 5; with --eval, the checkpoint's)")
-    p.add_argument("--epochs", type=int, default=COMMON["epochs"],
-                   help=f"epochs to train, 1 to {MAX_EPOCHS} (default: %(default)s)")
+                   help="which step to run (default: 5; with --eval, the checkpoint's)")
+    p.add_argument("--epochs", type=number(int, 1, MAX_EPOCHS), default=None,
+                   help=f"epochs to train, 1 to {MAX_EPOCHS} (default: {COMMON['epochs']})")
     p.add_argument("--scheduler", choices=["none", "onecycle"], default=None,
-                   help=f"LR schedule (default: {step_default})")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help=f"train batch size (default: {step_default})")
-    p.add_argument("--optimizer", choices=["sgd", "adam"], default=COMMON["optimizer"],
-                   help="SGD with momentum 0.9, or Adam with beta1 0.9 (default: %(default)s)")
-    p.add_argument("--lr", type=float, default=COMMON["lr"], help="learning rate without a scheduler (default: %(default)s)")
-    p.add_argument("--max-lr", type=float, default=None,
-                   help=f"OneCycleLR peak LR (default: {step_default}, {COMMON['max_lr']} for steps 1-6)")
-    p.add_argument("--pct-start", type=float, default=None,
-                   help="share of the OneCycleLR steps spent rising to the peak "
-                        f"(default: {step_default}, {COMMON['pct_start']} for steps 1-6)")
-    p.add_argument("--weight-decay", type=float, default=COMMON["weight_decay"],
-                   help="weight decay (L2) on every parameter (default: %(default)s)")
-    p.add_argument("--label-smoothing", type=float, default=COMMON["label_smoothing"],
-                   metavar="E", help="train on targets with E spread evenly over the 10 "
-                                     "classes; 0 for none (default: %(default)s)")
-    p.add_argument("--rotation", type=float, default=None, metavar="DEG",
-                   help=f"train-time random rotation in [-DEG, DEG], 0 for none "
-                        f"(default: {step_default})")
-    p.add_argument("--shift", type=int, default=COMMON["shift"], metavar="PX",
-                   help="train-time random shift of up to PX whole pixels each way, "
-                        "after the rotation; 0 for none (default: %(default)s)")
-    p.add_argument("--scale", type=float, default=COMMON["scale"], metavar="S",
-                   help="train-time random zoom by a factor in [1-S, 1+S], with the "
-                        "rotation; 0 for none (default: %(default)s)")
-    p.add_argument("--interpolation", choices=["nearest", "bilinear"],
-                   default=COMMON["interpolation"],
-                   help="how augmented (rotated, zoomed, shifted, deformed) training images "
-                        "are resampled; nearest is torchvision's default (default: %(default)s)")
-    p.add_argument("--elastic", type=float, nargs=2, default=COMMON["elastic"],
-                   metavar=("ALPHA", "SIGMA"),
-                   help="train-time elastic deformation after the rotation (and shift), "
-                        "as torchvision's ElasticTransform(ALPHA, SIGMA) (default: none)")
-    p.add_argument("--dropout", type=float, default=None,
-                   help=f"dropout rate (default: {step_default})")
-    p.add_argument("--ema", type=float, default=None, metavar="DECAY",
-                   help="test an exponential moving average of the weights, updated every "
-                        f"step with this decay; 0 for none (default: {step_default})")
-    p.add_argument("--seed", type=int, default=COMMON["seed"], help="random seed (default: %(default)s)")
+                   help=f"LR schedule (default: {its})")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help=f"train batch size, at most the training images (default: {its})")
+    p.add_argument("--lr", type=positive_float, default=None,
+                   help=f"SGD learning rate without a scheduler (default: {COMMON['lr']})")
+    p.add_argument("--max-lr", type=positive_float, default=None,
+                   help=f"OneCycleLR peak LR (default: {its}: {COMMON['max_lr']}, "
+                        f"{RECIPES[7]['max_lr']} for step 7)")
+    p.add_argument("--pct-start", type=number(float, 0, 1, True, True), default=None,
+                   help=f"share of the OneCycleLR steps spent rising to the peak, in (0, 1) "
+                        f"(default: {its}: {COMMON['pct_start']}, {RECIPES[7]['pct_start']} "
+                        "for step 7)")
+    p.add_argument("--rotation", type=number(float, 0, 180), default=None, metavar="DEG",
+                   help=f"train-time random rotation in [-DEG, DEG], 0 to 180 (default: {its})")
+    p.add_argument("--dropout", type=fraction, default=None,
+                   help=f"dropout rate in [0, 1) (default: {its})")
+    p.add_argument("--ema", type=fraction, default=None, metavar="DECAY",
+                   help="test a moving average of the weights, updated every step with this "
+                        f"decay in [0, 1); 0 for none (default: {its}: none, "
+                        f"{RECIPES[7]['ema']} for step 7)")
+    # the run: which seeds, where things go, what to do
+    p.add_argument("--seed", type=int, default=1, help="random seed (default: %(default)s)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
                    help="run once per seed, then print a consistency table (default: just --seed)")
-    p.add_argument("--history", default="results/step{step}_seed{seed}.json",
-                   help="per-epoch history JSON; {step} and {seed} are filled in (default: %(default)s)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
-                   help="auto takes cuda, then mps, then cpu (default: %(default)s)")
-    p.add_argument("--channels-last", action="store_true",
-                   help="keep the net's activations channels-last (NHWC): about 1.5x faster "
-                        "on a CPU for Net7's depthwise convs; sums floats in another order, "
-                        "so a seed's numbers differ in the last digits (default: off)")
-    p.add_argument("--data-dir", default="./data", help="where MNIST is kept (default: %(default)s)")
-    p.add_argument("--loader", default="device", choices=sorted(data.LOADERS),
-                   help="device: whole set on the device, batched augmentation; "
-                        "classic: DataLoader with per-image transforms, as the original (default: %(default)s)")
+    p.add_argument("--report", action="store_true",
+                   help="print the consistency table of --seeds from their saved histories; "
+                        "train nothing")
+    p.add_argument("--history", default="runs/step{step}_seed{seed}.json",
+                   help="per-epoch history JSON, plots beside it; {step} and {seed} are filled "
+                        "in (default: %(default)s)")
+    p.add_argument("--no-plots", dest="plots", action="store_false",
+                   help="do not draw the curves and misclassified digits beside the history")
     p.add_argument("--save", default=None, metavar="PATH",
                    help="save the trained model there; {step} and {seed} are filled in "
                         "(default: not saved)")
     p.add_argument("--eval", default=None, metavar="PATH",
-                   help="evaluate a checkpoint saved by --save on the test set; train nothing")
-    p.add_argument("--report", action="store_true",
-                   help="print the consistency table of --seeds from their saved histories; "
-                        "train nothing")
-    p.add_argument("--no-plots", dest="plots", action="store_false",
-                   help="do not draw the curves and misclassified digits next to the history")
-    p.add_argument("--val", type=int, default=0, metavar="N",
+                   help="test a checkpoint saved by --save; train nothing")
+    p.add_argument("--val", type=number(int, 0, TRAIN_IMAGES - 1), default=0, metavar="N",
                    help="hold out N training images and report on them instead of the test "
                         "set, for tuning (default: 0, off)")
-    p.add_argument("--limit-batches", type=int, default=None,
-                   help="train on only this many batches per epoch, for quick checks; the test "
-                        "set is always whole (default: all)")
+    p.add_argument("--limit-batches", type=positive_int, default=None, metavar="N",
+                   help="train on only N batches an epoch, for quick checks; the test "
+                        "set stays whole (default: all)")
+    p.add_argument("--data-dir", default="./data", help="where MNIST is kept (default: %(default)s)")
+    p.add_argument("--loader", default="device", choices=sorted(data.LOADERS),
+                   help="device: whole set on the device, batched rotation; classic: "
+                        "DataLoader with per-image PIL rotation, as the original "
+                        "(default: %(default)s)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                   help="auto takes cuda, then mps, then cpu (default: %(default)s)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="store the net channels-last (NHWC). 300 step-7 batches on a 2-core CPU "
+                        "took 7.5-8.5 s with it and 10.6-12.3 s without on one thread, but "
+                        "9.6-9.9 s with it and 7.0-8.0 s without on two (docs/bench.md); floats "
+                        "are summed in another order, so a seed's numbers differ in the last "
+                        "digits (default: off)")
     args = p.parse_args(argv)
-    if not 1 <= args.epochs <= MAX_EPOCHS:
-        p.error(f"--epochs must be between 1 and {MAX_EPOCHS}, got {args.epochs}")
-    if not 0 <= args.val < 60_000:
-        p.error(f"--val must be between 0 and 59999, got {args.val}")
-    for name in ("batch_size", "limit_batches"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            p.error(f"--{name.replace('_', '-')} must be positive, got {value}")
-    if args.rotation is not None and not 0 <= args.rotation <= 180:
-        p.error(f"--rotation must be between 0 and 180, got {args.rotation}")
-    if not 0 <= args.shift <= 14:
-        p.error(f"--shift must be between 0 and 14, got {args.shift}")
-    if not 0 <= args.scale < 1:
-        p.error(f"--scale must be in [0, 1), got {args.scale}")
-    if args.dropout is not None and not 0 <= args.dropout < 1:
-        p.error(f"--dropout must be in [0, 1), got {args.dropout}")
-    if args.pct_start is not None and not 0 < args.pct_start < 1:
-        p.error(f"--pct-start must be between 0 and 1, got {args.pct_start}")
-    if args.elastic is not None and not (args.elastic[0] >= 0 and args.elastic[1] > 0):
-        p.error(f"--elastic needs ALPHA >= 0 and SIGMA > 0, got {args.elastic}")
-    if not 0 <= args.label_smoothing < 1:
-        p.error(f"--label-smoothing must be in [0, 1), got {args.label_smoothing}")
-    if not 0 <= args.weight_decay < 1:
-        p.error(f"--weight-decay must be in [0, 1), got {args.weight_decay}")
-    if args.ema is not None and not 0 <= args.ema < 1:
-        p.error(f"--ema must be in [0, 1), got {args.ema}")
+    batch = args.batch_size or RECIPES[args.step or 5]["batch_size"]
+    if batch > TRAIN_IMAGES - args.val:
+        p.error(f"argument --batch-size: a batch of {batch} is more than the "
+                f"{TRAIN_IMAGES - args.val:,} training images")
     return args
 
 
+RECIPE_FLAGS = ("epochs", "scheduler", "batch_size", "lr", "max_lr", "pct_start", "rotation",
+                "dropout", "ema")
+
+
 def make_config(args):
-    """The step's recipe with the flags laid over it: plain data."""
+    """The recipe as plain data: common values, then the step's row, then the
+    recipe flags that were given."""
     step = args.step or 5
-    cfg = dict(COMMON, **RECIPES[step], step=step)
-    for key, value in vars(args).items():
-        if key not in ("seeds", "eval", "report", "step") and (value is not None or key not in cfg):
-            cfg[key] = value
-    return cfg
+    given = {k: getattr(args, k) for k in RECIPE_FLAGS if getattr(args, k) is not None}
+    return {**COMMON, **RECIPES[step], **given, "step": step}
 
 
 def write_json(path, obj):
@@ -169,9 +160,9 @@ def write_json(path, obj):
     tmp.replace(path)
 
 
-def output_path(cfg, key):
-    """cfg[key] with {step} and {seed} filled in, checked writable before any training."""
-    path = Path(cfg[key].format(step=cfg["step"], seed=cfg["seed"]))
+def output_path(template, step, seed, flag):
+    """`template` with {step} and {seed} filled in, checked writable before any training."""
+    path = Path(template.format(step=step, seed=seed))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         existed = path.exists()
@@ -181,7 +172,7 @@ def output_path(cfg, key):
             path.unlink()
     except OSError as e:
         raise UserError(f"cannot write {path} ({e.strerror}: {e.filename}); "
-                        f"choose another --{key}") from None
+                        f"choose another --{flag}") from None
     return path
 
 
@@ -193,43 +184,41 @@ def save_plots(net, history, test_loader, device, path):
     print(f"Plots: {curves} {wrong}")
 
 
-def train(cfg):
-    """Train one configuration, printing the documented log and saving the
-    history after every epoch; returns the history."""
-    seed_everything(cfg["seed"])
-    device = pick_device(cfg["device"])
-    path = output_path(cfg, "history")
-    save = cfg["save"] and output_path(cfg, "save")
-    split = "Validation" if cfg["val"] else "Test"
-    load = data.LOADERS[cfg["loader"]]
-    train_loader, test_loader = load(cfg["data_dir"], cfg["batch_size"], cfg["rotation"],
-                                     device, cfg["seed"], cfg["val"],
-                                     **{k: cfg[k] for k in AUGMENT})
+def train(cfg, run, seed, nets=models.NETS):
+    """Train the recipe `cfg` with seed `seed` and the run options `run` (the
+    parsed flags), printing the documented log and saving the history after
+    every epoch; returns the history. cfg["net"] names a net class of `nets`."""
+    seed_everything(seed)
+    device = pick_device(run.device)
+    path = output_path(run.history, cfg["step"], seed, "history")
+    save = run.save and output_path(run.save, cfg["step"], seed, "save")
+    split = "Validation" if run.val else "Test"
+    train_loader, test_loader = data.LOADERS[run.loader](
+        run.data_dir, cfg["batch_size"], cfg["rotation"], device, seed, run.val)
     print(f"Device: {device}")
-    net = models.NETS[cfg["net"]](dropout=cfg["dropout"]).to(device)
-    if cfg["channels_last"]:  # the weights so stored make every conv return NHWC
+    net = nets[cfg["net"]](dropout=cfg["dropout"]).to(device)
+    if run.channels_last:  # the weights so stored make every conv return NHWC
         net = net.to(memory_format=torch.channels_last)
     print(summary(net, input_size=(1, 1, 28, 28), col_names=("output_size", "num_params"),
                   device=device, verbose=0))
     params = sum(p.numel() for p in net.parameters())
     print(f"Parameters: {params:,}")
-    history = dict(step=cfg["step"], seed=cfg["seed"], config=cfg, params=params,
+    history = dict(step=cfg["step"], seed=seed, config=cfg, params=params,
                    torch=torch.__version__, device=str(device), evaluated_on=split.lower(),
                    epochs=[])
 
-    limit = cfg["limit_batches"]
-    steps_per_epoch = min(len(train_loader), limit or len(train_loader))
+    steps_per_epoch = min(len(train_loader), run.limit_batches or len(train_loader))
     optimizer, scheduler = make_optimizer(net, cfg["lr"], cfg["momentum"], cfg["scheduler"],
                                           cfg["max_lr"], cfg["epochs"], steps_per_epoch,
-                                          cfg["pct_start"], cfg["weight_decay"], cfg["optimizer"])
-    ema = make_ema(net, cfg.get("ema"))  # with a moving average, the average is tested
+                                          cfg["pct_start"])
+    ema = make_ema(net, cfg["ema"])  # with a moving average, the average is tested
     tested = ema.module if ema else net
     try:
         for epoch in range(cfg["epochs"]):
             print(f"EPOCH: {epoch}")
             start = time.perf_counter()
             train_loss, train_acc = train_epoch(net, train_loader, optimizer, scheduler, device,
-                                                limit, ema, cfg["label_smoothing"])
+                                                steps_per_epoch, ema)
             seconds = time.perf_counter() - start
             if scheduler is not None:
                 print(lr_line(epoch, scheduler))
@@ -245,7 +234,7 @@ def train(cfg):
                         exit_code=130) from None
     finally:  # also after Ctrl-C or a NaN: the finished epochs get their plots
         print(f"History: {path}")
-        if cfg["plots"] and history["epochs"]:
+        if run.plots and history["epochs"]:
             save_plots(tested, history, test_loader, device, path)
     if save:
         torch.save(dict(state_dict=tested.state_dict(), step=cfg["step"], config=cfg,
@@ -281,10 +270,10 @@ def evaluate_checkpoint(args):
     print(f"\n{test_line(*evaluate(net.to(device), test_loader, device))}\n")
 
 
-def load_histories(cfg, seeds):
+def load_histories(template, step, seeds):
     histories = []
     for seed in seeds:
-        path = Path(cfg["history"].format(step=cfg["step"], seed=seed))
+        path = Path(template.format(step=step, seed=seed))
         try:
             histories.append(json.loads(path.read_text()))
         except (OSError, ValueError):
@@ -320,7 +309,6 @@ def consistency(histories):
 
 
 def main(argv=None):
-    sys.stdout.reconfigure(line_buffering=True)  # logs in order when piped to a file
     args = parse_args(argv)
     cfg = make_config(args)
     seeds = args.seeds or [args.seed]
@@ -328,13 +316,13 @@ def main(argv=None):
         if args.eval:
             return evaluate_checkpoint(args) or 0
         if args.report:
-            print(consistency(load_histories(cfg, seeds)))
+            print(consistency(load_histories(args.history, cfg["step"], seeds)))
             return 0
         histories = []
         for i, seed in enumerate(seeds):
             if len(seeds) > 1:
                 print(f"=== seed {seed} ({i + 1} of {len(seeds)}) ===")
-            histories.append(train(dict(cfg, seed=seed)))
+            histories.append(train(cfg, args, seed))
         if len(seeds) > 1:
             print(consistency(histories))
     except (UserError, data.DataError) as e:
@@ -344,4 +332,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    sys.stdout.reconfigure(line_buffering=True)  # logs in order when piped to a file
     sys.exit(main())

@@ -38,16 +38,10 @@ def pick_device(name):
 
 
 def make_optimizer(model, lr, momentum, scheduler, max_lr, epochs, steps_per_epoch,
-                   pct_start=0.3, weight_decay=0.0, name="sgd"):
-    """SGD with momentum (or Adam, `momentum` as its beta1) and, for
-    'onecycle', a OneCycleLR stepped every batch with PyTorch's defaults
-    otherwise (cosine, div 25, final div 1e4)."""
-    if name == "adam":
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(momentum, 0.999),
-                                     weight_decay=weight_decay)
-    else:
-        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
-                                    weight_decay=weight_decay)
+                   pct_start=0.3):
+    """SGD with momentum and, for 'onecycle', a OneCycleLR stepped every batch
+    with PyTorch's defaults otherwise (cosine, div 25, final div 1e4)."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     if scheduler == "onecycle":
         return optimizer, torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=max_lr, epochs=epochs, steps_per_epoch=steps_per_epoch,
@@ -79,13 +73,10 @@ def batches(loader, device, max_batches=None):
         yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
 
 
-def train_epoch(model, loader, optimizer, scheduler, device, max_batches=None, ema=None,
-                label_smoothing=0.0):
+def train_epoch(model, loader, optimizer, scheduler, device, max_batches=None, ema=None):
     """One pass over `loader` with the documented tqdm bar; returns
     (mean train loss, train accuracy %). Stops at the first non-finite loss.
-    `ema`, a torch.optim.swa_utils.AveragedModel, is updated after every step.
-    With `label_smoothing` e the target puts 1 - e + e/10 on the class and e/10
-    on each other one."""
+    `ema`, a torch.optim.swa_utils.AveragedModel, is updated after every step."""
     model.train()
     total = min(len(loader), max_batches or len(loader))
     # a log file gets a bar update every 10 s, a terminal the usual 0.1 s
@@ -95,10 +86,7 @@ def train_epoch(model, loader, optimizer, scheduler, device, max_batches=None, e
     for batch_id, (images, labels) in enumerate(bar):
         optimizer.zero_grad(set_to_none=True)
         log_probs = model(images)
-        # cross_entropy re-normalises log-probabilities to themselves (up to
-        # rounding, so the documented steps keep nll_loss)
-        loss = (F.cross_entropy(log_probs, labels, label_smoothing=label_smoothing)
-                if label_smoothing else F.nll_loss(log_probs, labels))
+        loss = F.nll_loss(log_probs, labels)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             bar.close()
