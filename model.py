@@ -3,8 +3,10 @@
 Each net is one flat ``nn.Sequential`` whose rows are the rows of its table in
 the spec (a torchsummary/torchinfo summary prints them in that order), and each
 returns log-probabilities of shape (N, 10). Only torch is imported: copy this
-file into a notebook and it works.
+file into a notebook and it works. ``python model.py`` prints every net's
+layers with output shape, parameters, receptive field and jump.
 """
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -145,3 +147,45 @@ class Net7(TinyNet):
 
 
 NETS = {net.__name__: net for net in (Net1, Net2, Net3, Net4, Net5, Net6, Net7)}
+
+
+def layer_table(net, size=28):
+    """(layer, output C x H x W, params, receptive field, jump) for every layer
+    of `net` in the order it runs, on one `size` x `size` image. The receptive
+    field grows by (kernel - 1) x jump at each conv or pool, and the jump (the
+    input pixels between two neighbouring outputs) multiplies by its stride."""
+    rows, hooks, rf, jump = [], [], 1, 1
+
+    def record(layer, _, out):
+        nonlocal rf, jump
+        if isinstance(layer, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            kernel, stride, dilation = (layer.kernel_size, layer.stride,
+                                        getattr(layer, "dilation", 1))
+            pick = lambda v: v[0] if isinstance(v, tuple) else v  # noqa: E731 (square)
+            rf += (pick(kernel) - 1) * pick(dilation) * jump
+            jump *= pick(stride)
+        rows.append((type(layer).__name__, "x".join(map(str, out.shape[1:])),
+                     sum(p.numel() for p in layer.parameters()), rf, jump))
+
+    for layer in net.modules():
+        if not list(layer.children()):
+            hooks.append(layer.register_forward_hook(record))
+    training = net.training
+    with torch.no_grad():
+        net.eval()(torch.zeros(1, 1, size, size))
+    net.train(training)
+    for hook in hooks:
+        hook.remove()
+    return rows
+
+
+def describe(net):
+    """layer_table as text, with the total."""
+    lines = [f"{type(net).__name__}", f"{'layer':<12} {'output':>10} {'params':>7} {'RF':>4} {'jump':>4}"]
+    lines += [f"{n:<12} {o:>10} {p:>7,} {rf:>4} {j:>4}" for n, o, p, rf, j in layer_table(net)]
+    lines.append(f"{'total':<12} {'':>10} {sum(p.numel() for p in net.parameters()):>7,}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print("\n\n".join(describe(net()) for net in NETS.values()))

