@@ -312,28 +312,26 @@ class CommandLineCase(unittest.TestCase):
 class TestProcess(CommandLineCase):
     """What only a whole process shows."""
 
-    def test_step6_log_then_save_and_eval_in_a_fresh_process(self):
-        ckpt = str(self.tmp / "net6.pt")
-        status, out, err = run_process("--step", "6", "--epochs", "2", "--limit-batches", "3",
-                                       "--history", self.history, "--save", ckpt, "--no-plots")
+    def check_log_then_eval(self, step, epochs, batches, params):
+        """A short run with --save prints the documented log; --eval of its
+        checkpoint, in a fresh process, prints its last test line again."""
+        ckpt = str(self.tmp / "net.pt")
+        status, out, err = run_process("--step", str(step), "--epochs", str(epochs),
+                                       "--limit-batches", str(batches), "--history", self.history,
+                                       "--save", ckpt, "--no-plots")
         self.assertEqual(status, 0, err)
-        self.assertIn("Parameters: 6,750", out)
-        self.check_log(out, epochs=2, batches=3, with_lr=True)
+        self.assertIn(f"Parameters: {params}", out)
+        self.check_log(out, epochs, batches, with_lr=True)
         status, evaluated, err = run_process("--eval", ckpt)
         self.assertEqual(status, 0, err)
-        self.assertEqual(test_lines(evaluated), test_lines(out)[-1:])  # same weights, same line
+        self.assertEqual(test_lines(evaluated), test_lines(out)[-1:])
+
+    def test_step6_log_then_save_and_eval_in_a_fresh_process(self):
+        self.check_log_then_eval(6, epochs=2, batches=3, params="6,750")
 
     def test_step7_log_and_its_averaged_weights_saved(self):
-        ckpt = str(self.tmp / "net7.pt")
-        status, out, err = run_process("--step", "7", "--epochs", "1", "--limit-batches", "20",
-                                       "--history", self.history, "--save", ckpt, "--no-plots")
-        self.assertEqual(status, 0, err)
-        self.assertIn("Parameters: 3,980", out)
-        self.check_log(out, epochs=1, batches=20, with_lr=True)
-        # the tested (averaged) weights are the saved ones
-        status, evaluated, err = run_process("--eval", ckpt)
-        self.assertEqual(status, 0, err)
-        self.assertEqual(test_lines(evaluated), test_lines(out))
+        # the tested weights are the average's: the saved ones must be those
+        self.check_log_then_eval(7, epochs=1, batches=20, params="3,980")
 
     @unittest.skipUnless(os.name == "posix", "sends SIGINT")
     def test_ctrl_c_keeps_finished_epochs(self):
@@ -593,6 +591,51 @@ class TestTraining(unittest.TestCase):
         self.assertTrue(math.isfinite(loss))
         self.assertLess(after, before * 0.7)
         self.assertGreater(correct / seen, 0.5)
+
+    def test_an_epoch_is_a_plain_loop_whose_numbers_the_host_reads_once(self):
+        cpu = torch.device("cpu")
+
+        def run(epoch):
+            torch.manual_seed(0)
+            net = model.Net6()
+            optimizer, _ = make_optimizer(net, 0.05, 0.9, "none", 0, 1, 1)
+            loader = data.DeviceLoader(IMAGES[:1280], LABELS[:1280], 16, cpu, shuffle=True,
+                                       rotation=15, seed=0)  # 80 batches
+            return epoch(net, loader, optimizer)
+
+        def plain(net, loader, optimizer):
+            losses, correct = [], 0
+            for images, labels in loader:
+                optimizer.zero_grad()
+                log_probs = net(images)
+                loss = torch.nn.functional.nll_loss(log_probs, labels)
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.item())
+                correct += (log_probs.argmax(1) == labels).sum().item()
+            return losses, correct
+        losses, correct = run(plain)
+        reads, item, out = [], torch.Tensor.item, Utf8Output()
+        with mock.patch.object(torch.Tensor, "item", lambda t: reads.append(t) or item(t)), \
+                redirect_stdout(out):
+            mean, accuracy = run(lambda net, loader, opt: train_epoch(net, loader, opt, None, cpu))
+        # not a tty: the bar redraws every 10 s, and the host reads only then (three
+        # numbers) and after the last batch; the old loop read two every batch
+        self.assertLess(len(reads), 80 / 2)
+        self.assertAlmostEqual(mean, sum(losses) / len(losses), places=12)
+        self.assertEqual(accuracy, 100 * correct / 1280)
+        bar = BAR_RE.match([l for l in final_lines(out.getvalue()) if l][-1])  # as if read every batch
+        self.assertEqual(bar.group(1, 2, 3), (str(losses[-1]), "79", f"{100 * correct / 1280:.2f}"))
+
+    def test_a_non_finite_loss_is_named_at_its_first_batch(self):
+        images, labels = (IMAGES[:256] - data.MEAN) / data.STD, LABELS[:256]
+        batches = [(images[i:i + 32], labels[i:i + 32]) for i in range(0, 256, 32)]
+        batches[3] = (torch.full_like(batches[3][0], float("nan")), batches[3][1])
+        net = model.Net6()
+        optimizer, _ = make_optimizer(net, 0.01, 0.9, "none", 0, 1, 1)
+        with redirect_stdout(io.StringIO()), self.assertRaisesRegex(
+                train.UserError, r"^loss became nan at batch 3; training stopped"):
+            train_epoch(net, batches, optimizer, None, torch.device("cpu"))
 
     def test_ema_averages_weights_and_batchnorm_stats_after_every_step(self):
         cpu = torch.device("cpu")

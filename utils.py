@@ -3,6 +3,7 @@ import itertools
 import math
 import random
 import sys
+import time
 
 import torch
 import torch.nn.functional as F
@@ -73,51 +74,71 @@ def batches(loader, device, max_batches=None):
         yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
 
 
+def device_sum(device):
+    """A zero to sum losses into on `device`: float64 as Python's float, but
+    float32 on MPS, which has no float64."""
+    return torch.zeros((), dtype=torch.float32 if device.type == "mps" else torch.float64,
+                       device=device)
+
+
 def train_epoch(model, loader, optimizer, scheduler, device, max_batches=None, ema=None):
     """One pass over `loader` with the documented tqdm bar; returns
-    (mean train loss, train accuracy %). Stops at the first non-finite loss.
-    `ema`, a torch.optim.swa_utils.AveragedModel, is updated after every step."""
+    (mean train loss, train accuracy %). Stops at the first non-finite loss,
+    naming its batch. `ema`, a torch.optim.swa_utils.AveragedModel, is
+    updated after every step.
+
+    The loss sum, the correct count and the first non-finite loss stay on the
+    device; the host reads them only when the bar redraws and after the last
+    batch, so within an epoch it never waits for the device. The last bar line
+    is as if read every batch: the last batch's loss, the epoch's accuracy."""
     model.train()
     total = min(len(loader), max_batches or len(loader))
     # a log file gets a bar update every 10 s, a terminal the usual 0.1 s
-    bar = tqdm(batches(loader, device, total), total=total, file=sys.stdout,
-               mininterval=0.1 if sys.stdout.isatty() else 10)
-    loss_sum, correct, seen = 0.0, 0, 0
-    for batch_id, (images, labels) in enumerate(bar):
+    bar = tqdm(total=total, file=sys.stdout, mininterval=0.1 if sys.stdout.isatty() else 10)
+    loss_sum, correct, seen = device_sum(device), torch.zeros((), dtype=torch.long, device=device), 0
+    bad_batch = torch.full((), -1, device=device)  # the first batch with a non-finite loss
+    bad_loss = torch.zeros((), device=device)
+    for batch_id, (images, labels) in enumerate(batches(loader, device, total)):
         optimizer.zero_grad(set_to_none=True)
         log_probs = model(images)
         loss = F.nll_loss(log_probs, labels)
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            bar.close()
-            raise UserError(f"loss became {loss_value} at batch {batch_id}; "
-                            "training stopped (try a lower --lr or --max-lr)")
         loss.backward()
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
         if ema is not None:
             ema.update_parameters(model)
-        loss_sum += loss_value * len(labels)
-        correct += (log_probs.argmax(1) == labels).sum().item()
+        loss = loss.detach()
+        first_bad = (bad_batch < 0) & ~loss.isfinite()
+        bad_batch = torch.where(first_bad, batch_id, bad_batch)
+        bad_loss = torch.where(first_bad, loss, bad_loss)
+        loss_sum += loss.to(loss_sum.dtype) * len(labels)
+        correct += (log_probs.argmax(1) == labels).sum()
         seen += len(labels)
-        bar.set_description(f"Loss={loss_value} Batch_id={batch_id} "
-                            f"Accuracy={100 * correct / seen:0.2f}", refresh=False)
+        if batch_id == total - 1 or time.time() - bar.last_print_t >= bar.mininterval:
+            if bad_batch.item() >= 0:  # the bar is about to redraw: now the host reads
+                bar.close()
+                raise UserError(f"loss became {bad_loss.item()} at batch {int(bad_batch.item())}; "
+                                "training stopped (try a lower --lr or --max-lr)")
+            bar.set_description(f"Loss={loss.item()} Batch_id={batch_id} "
+                                f"Accuracy={100 * correct.item() / seen:0.2f}", refresh=False)
+        bar.update()
     bar.close()
-    return loss_sum / seen, 100.0 * correct / seen
+    return loss_sum.item() / seen, 100.0 * correct.item() / seen
 
 
 @torch.no_grad()
 def evaluate(model, loader, device, max_batches=None):
-    """Returns (summed NLL / examples, correct, examples)."""
+    """Returns (summed NLL / examples, correct, examples), read from the
+    device once, after the last batch."""
     model.eval()
-    loss_sum, correct, seen = 0.0, 0, 0
+    loss_sum, correct, seen = device_sum(device), torch.zeros((), dtype=torch.long, device=device), 0
     for images, labels in batches(loader, device, max_batches):
         log_probs = model(images)
-        loss_sum += F.nll_loss(log_probs, labels, reduction="sum").item()
-        correct += (log_probs.argmax(1) == labels).sum().item()
+        loss_sum += F.nll_loss(log_probs, labels, reduction="sum").to(loss_sum.dtype)
+        correct += (log_probs.argmax(1) == labels).sum()
         seen += len(labels)
-    return loss_sum / seen, correct, seen
+    return loss_sum.item() / seen, correct.item(), seen
 
 
 # ------------------------------------------------------------------ plots
