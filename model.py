@@ -1,4 +1,4 @@
-"""The networks of the MNIST experiment, Net1 ... Net6, and our Net7.
+"""The networks of the MNIST experiment, Net1 ... Net6, and our Net7 and Net8.
 
 Each net is one flat ``nn.Sequential`` whose rows are the rows of its table in
 the spec (a torchsummary/torchinfo summary prints them in that order), and each
@@ -126,27 +126,41 @@ class Net6(PaddedGapNet):
         super().__init__(10, 20, dropout)
 
 
-class Net7(TinyNet):
-    """3,980 parameters: Net6's layout with one unpadded conv fewer (GAP sees
-    6x6), every 3x3 conv after the first depthwise-separable, 14 channels
-    before the pool and 25 after it."""
+class SeparableGapNet(TinyNet):
+    """Net6's layout, one unpadded conv fewer (GAP sees 6x6), with every 3x3
+    conv after the first depthwise-separable: `before` channels before the
+    pool, `after` after it."""
 
-    def __init__(self, dropout=None):
-        d = dropout
+    def __init__(self, before, after, dropout=None):
+        b, a, d = before, after, dropout
         super().__init__(
-            *conv(1, 14, padding=1, dropout=d),                   # 14x28x28  RF 3
-            *conv(14, 14, padding=1, dropout=d, separable=True),  # 14x28x28  RF 5
-            nn.MaxPool2d(2),                                      # 14x14x14  RF 6
-            *conv(14, 25, dropout=d, separable=True),             # 25x12x12  RF 10
-            *conv(25, 25, dropout=d, separable=True),             # 25x10x10  RF 14
-            *conv(25, 25, dropout=d, separable=True),             # 25x8x8    RF 18
-            *conv(25, 25, dropout=d, separable=True),             # 25x6x6    RF 22
-            nn.AvgPool2d(6),                                      # 25x1x1
-            nn.Conv2d(25, 10, 1, bias=False),                     # 10x1x1
+            *conv(1, b, padding=1, dropout=d),                  # b x28x28  RF 3
+            *conv(b, b, padding=1, dropout=d, separable=True),  # b x28x28  RF 5
+            nn.MaxPool2d(2),                                    # b x14x14  RF 6
+            *conv(b, a, dropout=d, separable=True),             # a x12x12  RF 10
+            *conv(a, a, dropout=d, separable=True),             # a x10x10  RF 14
+            *conv(a, a, dropout=d, separable=True),             # a x8x8    RF 18
+            *conv(a, a, dropout=d, separable=True),             # a x6x6    RF 22
+            nn.AvgPool2d(6),                                    # a x1x1    RF 32
+            nn.Conv2d(a, 10, 1, bias=False),                    # 10x1x1
         )
 
 
-NETS = {net.__name__: net for net in (Net1, Net2, Net3, Net4, Net5, Net6, Net7)}
+class Net7(SeparableGapNet):
+    """3,980 parameters: 14 channels before the pool, 25 after (docs/net7.md)."""
+
+    def __init__(self, dropout=None):
+        super().__init__(14, 25, dropout)
+
+
+class Net8(SeparableGapNet):
+    """2,834 parameters: 14 channels before the pool, 19 after (docs/net8.md)."""
+
+    def __init__(self, dropout=None):
+        super().__init__(14, 19, dropout)
+
+
+NETS = {net.__name__: net for net in (Net1, Net2, Net3, Net4, Net5, Net6, Net7, Net8)}
 
 
 def layer_table(net, size=28):

@@ -87,12 +87,16 @@ def separable(shape, c_in):
     return [("Conv2d", f"{c_in}x{shape.split('x', 1)[1]}", 9 * c_in), *conv(shape, c_in * c_out, 2 * c_out)]
 
 
-# Net7 as the README's table states it
+# Net7 and Net8 as their tables in docs/net7.md and docs/net8.md state them
 NET7 = [*conv("14x28x28", 126, 28), *separable("14x28x28", 14), *pool("MaxPool2d", "14x14x14"),
         *separable("25x12x12", 14), *separable("25x10x10", 25), *separable("25x8x8", 25),
         *separable("25x6x6", 25), *pool("AvgPool2d", "25x1x1"), *conv("10x1x1", 250, then="")]
+NET8 = [*conv("14x28x28", 126, 28), *separable("14x28x28", 14), *pool("MaxPool2d", "14x14x14"),
+        *separable("19x12x12", 14), *separable("19x10x10", 19), *separable("19x8x8", 19),
+        *separable("19x6x6", 19), *pool("AvgPool2d", "19x1x1"), *conv("10x1x1", 190, then="")]
 SPEC = {"Net1": (NET1, 147_344), "Net2": (net2("R"), 10_616), "Net3": (net2("RD"), 10_616),
-        "Net4": (NET4, 8_172), "Net5": (NET4, 8_172), "Net6": (NET6, 6_750), "Net7": (NET7, 3_980)}
+        "Net4": (NET4, 8_172), "Net5": (NET4, 8_172), "Net6": (NET6, 6_750), "Net7": (NET7, 3_980),
+        "Net8": (NET8, 2_834)}
 
 
 class TestNets(unittest.TestCase):
@@ -124,8 +128,9 @@ class TestNets(unittest.TestCase):
         self.assertRegex(text, r"AvgPool2d +25x1x1 +0 +32 +12")
         self.assertRegex(text.splitlines()[-1], r"^total +3,980$")
 
-    def test_net7_is_under_4000_parameters(self):
+    def test_net7_and_net8_are_under_their_limits(self):
         self.assertLess(sum(p.numel() for p in model.Net7().parameters()), 4000)
+        self.assertLess(sum(p.numel() for p in model.Net8().parameters()), 3000)
 
     def test_outputs_are_log_probabilities(self):
         x = torch.randn(5, 1, 28, 28)
@@ -184,12 +189,13 @@ class TestRecipes(unittest.TestCase):
 
     def test_each_step_takes_its_own_recipe_and_a_flag_overrides_it(self):
         five, seven = config("--step", "5"), config("--step", "7")
-        # spec, "Per-step recipe"; step 7: docs/net7.md
+        # spec, "Per-step recipe"; steps 7 and 8: docs/net7.md, docs/net8.md
         self.assertEqual(five, dict(step=5, net="Net5", rotation=15, dropout=0.05,
                                     scheduler="onecycle", batch_size=64, lr=0.01, momentum=0.9,
                                     max_lr=0.1, pct_start=0.3, ema=None, epochs=15))
         self.assertEqual((seven["net"], seven["max_lr"], seven["pct_start"], seven["ema"],
                           seven["rotation"], seven["batch_size"]), ("Net7", 0.2, 0.15, 0.997, 10, 64))
+        self.assertEqual(config("--step", "8"), dict(seven, step=8, net="Net8"))
         self.assertEqual(config()["net"], "Net5")
         flagged = config("--step", "7", "--max-lr", "0.05", "--pct-start", "0.3", "--ema", "0",
                          "--rotation", "0", "--batch-size", "32", "--epochs", "3")
@@ -242,19 +248,24 @@ class Utf8Output(io.StringIO):
     encoding = "utf-8"  # so tqdm draws its bar with the blocks it draws on a terminal
 
 
+# The runs test behaviour, not a device: on the CPU, the same on every machine
+# (a test's own --device comes later and wins).
+ON_CPU = ("--device", "cpu")
+
+
 def run_main(*argv):
     """train.main in this process: (exit status, stdout, stderr)."""
     out, err = Utf8Output(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
         try:
-            code = train.main([*argv])
+            code = train.main([*ON_CPU, *argv])
         except SystemExit as e:  # argparse
             code = e.code
     return code, out.getvalue(), err.getvalue()
 
 
 def run_process(*args):
-    out = subprocess.run([sys.executable, str(HERE / "train.py"), *args], cwd=HERE,
+    out = subprocess.run([sys.executable, str(HERE / "train.py"), *ON_CPU, *args], cwd=HERE,
                          capture_output=True, timeout=600)
     # decoded by hand: text mode would turn tqdm's carriage returns into newlines
     return out.returncode, out.stdout.decode(), out.stderr.decode()
@@ -337,7 +348,7 @@ class TestProcess(CommandLineCase):
     def test_ctrl_c_keeps_finished_epochs(self):
         history = self.history.format(step=6, seed=1)
         proc = subprocess.Popen(
-            [sys.executable, str(HERE / "train.py"), "--step", "6", "--epochs", "50",
+            [sys.executable, str(HERE / "train.py"), *ON_CPU, "--step", "6", "--epochs", "50",
              "--limit-batches", "2", "--history", self.history], cwd=HERE,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             # a shell's background job ignores SIGINT; the child must not
@@ -409,6 +420,13 @@ class TestRuns(CommandLineCase):
                          if p.is_file() and not p.is_relative_to(self.tmp / "data"))
         self.assertEqual(written, ["runs/step2_seed1.json", "runs/step2_seed1_curves.png",
                                    "runs/step2_seed1_misclassified.png"])
+
+    def test_step8_short_run_prints_documented_lines(self):
+        status, out, err = run_main("--step", "8", "--epochs", "2", "--limit-batches", "2",
+                                    "--history", self.history, "--no-plots")
+        self.assertEqual(status, 0, err)
+        self.assertIn("Parameters: 2,834", out)
+        self.check_log(out, epochs=2, batches=2, with_lr=True)
 
     def test_report_reads_saved_histories(self):
         for seed, final in ((1, 99.45), (2, 99.35)):

@@ -16,41 +16,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-import torch.nn as nn  # noqa: E402
-
 import model  # noqa: E402
 import train  # noqa: E402
 
 RUNS = Path(__file__).resolve().parent / "runs"
 
 
-class SepNet(model.TinyNet):
-    """Net7's layout: a padded 3x3 conv and a padded separable one at `before`
-    channels, max-pool, four separable convs to `after` channels (GAP 6x6),
-    then a 1x1 conv to the 10 classes. Net7 is SepNet(14, 25)."""
-
-    def __init__(self, before, after, dropout=None):
-        b, a, d = before, after, dropout
-        super().__init__(
-            *model.conv(1, b, padding=1, dropout=d),                  # b x28x28  RF 3
-            *model.conv(b, b, padding=1, dropout=d, separable=True),  # b x28x28  RF 5
-            nn.MaxPool2d(2),                                          # b x14x14  RF 6
-            *model.conv(b, a, dropout=d, separable=True),             # a x12x12  RF 10
-            *model.conv(a, a, dropout=d, separable=True),             # a x10x10  RF 14
-            *model.conv(a, a, dropout=d, separable=True),             # a x8x8    RF 18
-            *model.conv(a, a, dropout=d, separable=True),             # a x6x6    RF 22
-            nn.AvgPool2d(6),                                          # a x1x1
-            nn.Conv2d(a, 10, 1, bias=False),                          # 10x1x1
-        )
-
-
-CANDIDATES = {
-    "net7": functools.partial(SepNet, 14, 25),   # 3,980: the reference
-    "sep12_20": functools.partial(SepNet, 12, 20),
-    "sep14_19": functools.partial(SepNet, 14, 19),
-    "sep10_21": functools.partial(SepNet, 10, 21),
-    "sep10_14": functools.partial(SepNet, 10, 14),
-}
+# model.SeparableGapNet(before, after): Net7's layout, Net7 = (14, 25), 3,980
+# parameters; round 1 ran these as SepNet, an identical copy (same layers in
+# the same order: same initial weights for a seed), before Net8 joined model.py.
+CANDIDATES = {f"sep{b}_{a}": functools.partial(model.SeparableGapNet, b, a)
+              for b, a in ((14, 25), (12, 20), (14, 19), (10, 21), (10, 14))}
 
 
 def scores(history):
