@@ -91,11 +91,11 @@ def parse_args(argv=None):
                    help=f"SGD learning rate without a scheduler (default: {COMMON['lr']})")
     p.add_argument("--max-lr", type=positive_float, default=None,
                    help=f"OneCycleLR peak LR (default: {its}: {COMMON['max_lr']}, "
-                        f"{RECIPES[7]['max_lr']} for step 7)")
+                        f"{RECIPES[7]['max_lr']} for steps 7-8)")
     p.add_argument("--pct-start", type=number(float, 0, 1, True, True), default=None,
                    help=f"share of the OneCycleLR steps spent rising to the peak, in (0, 1) "
                         f"(default: {its}: {COMMON['pct_start']}, {RECIPES[7]['pct_start']} "
-                        "for step 7)")
+                        "for steps 7-8)")
     p.add_argument("--rotation", type=number(float, 0, 180), default=None, metavar="DEG",
                    help=f"train-time random rotation in [-DEG, DEG], 0 to 180 (default: {its})")
     p.add_argument("--dropout", type=fraction, default=None,
@@ -103,7 +103,7 @@ def parse_args(argv=None):
     p.add_argument("--ema", type=fraction, default=None, metavar="DECAY",
                    help="test a moving average of the weights, updated every step with this "
                         f"decay in [0, 1); 0 for none (default: {its}: none, "
-                        f"{RECIPES[7]['ema']} for step 7)")
+                        f"{RECIPES[7]['ema']} for steps 7-8)")
     # the run: which seeds, where things go, what to do
     p.add_argument("--seed", type=int, default=1, help="random seed (default: %(default)s)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
