@@ -1,0 +1,119 @@
+"""The Net9 search: train a candidate net under a step's recipe, or print the
+table of what the candidates scored on the validation split.
+
+    python experiments/net9/search.py NAME [train.py's flags]   # e.g. --step 8 --val 5000 --seed 1
+    python experiments/net9/search.py --table
+
+It uses the product only through its public functions: model.conv,
+model.TinyNet, train.parse_args, train.make_config and train.train, which is
+handed the candidates by name.
+"""
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import torch.nn as nn
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import model  # noqa: E402
+import train  # noqa: E402
+from model import conv  # noqa: E402
+
+RUNS = Path(__file__).resolve().parent / "runs"
+
+
+def logits_map(c_in):
+    """A depthwise 3x3 then a 1x1 conv to the 10 class maps, with no BatchNorm
+    or ReLU: the GAP of its output is the logits, and no 1x1 head follows."""
+    return [nn.Conv2d(c_in, c_in, 3, groups=c_in, bias=False), nn.Conv2d(c_in, 10, 1, bias=False)]
+
+
+def no_head(before, after, dropout=None):
+    """Net8's layout (model.SeparableGapNet) whose last separable conv gives
+    the 10 class maps: no BatchNorm, ReLU or 1x1 head after it."""
+    b, a, d = before, after, dropout
+    return model.TinyNet(
+        *conv(1, b, padding=1, dropout=d),                  # b x28x28  RF 3
+        *conv(b, b, padding=1, dropout=d, separable=True),  # b x28x28  RF 5
+        nn.MaxPool2d(2),                                    # b x14x14  RF 6
+        *conv(b, a, dropout=d, separable=True),             # a x12x12  RF 10
+        *conv(a, a, dropout=d, separable=True),             # a x10x10  RF 14
+        *conv(a, a, dropout=d, separable=True),             # a x8x8    RF 18
+        *logits_map(a),                                     # 10x6x6    RF 22
+        nn.AvgPool2d(6),                                    # 10x1x1    RF 32
+    )
+
+
+def two_pools(c1, c2, c3, dropout=None):
+    """Fewer, wider layers at two resolutions: two padded convs at 28x28, a
+    pool, two padded separable convs at 14x14, a second pool, then unpadded
+    separable convs 7 -> 5 -> 3 and the class maps at 1x1."""
+    d = dropout
+    return model.TinyNet(
+        *conv(1, c1, padding=1, dropout=d),                    # c1 x28x28  RF 3
+        *conv(c1, c1, padding=1, dropout=d, separable=True),   # c1 x28x28  RF 5
+        nn.MaxPool2d(2),                                       # c1 x14x14  RF 6
+        *conv(c1, c2, padding=1, dropout=d, separable=True),   # c2 x14x14  RF 10
+        *conv(c2, c2, padding=1, dropout=d, separable=True),   # c2 x14x14  RF 14
+        nn.MaxPool2d(2),                                       # c2 x7x7    RF 16
+        *conv(c2, c3, dropout=d, separable=True),              # c3 x5x5    RF 24
+        *conv(c3, c3, dropout=d, separable=True),              # c3 x3x3    RF 32
+        *logits_map(c3),                                       # 10x1x1     RF 40
+    )
+
+
+def named(builder, *widths):
+    return lambda dropout=None: builder(*widths, dropout=dropout)
+
+
+CANDIDATES = {
+    "sep14_19": named(model.SeparableGapNet, 14, 19),  # Net8, the reference
+    "nohead12_16": named(no_head, 12, 16),
+    "twopool8_14_16": named(two_pools, 8, 14, 16),
+    "nohead14_20": named(no_head, 14, 20),
+}
+
+
+def scores(history):
+    """(V, T5): validation and training accuracy, each averaged over the last five epochs."""
+    last = history["epochs"][-train.LAST:]
+    return (statistics.mean(e["test_acc"] for e in last),
+            statistics.mean(e["train_acc"] for e in last))
+
+
+def table():
+    rows = ["| run | params | recipe | seeds | V: val acc, epochs 10-14 | T5: train acc, epochs 10-14 |",
+            "|---|---|---|---|---|---|"]
+    groups = {}
+    for path in sorted(RUNS.glob("*_seed*.json")):
+        h = json.loads(path.read_text())
+        if len(h["epochs"]) == h["config"]["epochs"]:
+            groups.setdefault(path.name.rsplit("_seed", 1)[0], []).append(h)
+    for run, histories in groups.items():
+        v, t5 = zip(*map(scores, histories))
+        cfg = histories[0]["config"]
+        recipe = f"rot {cfg['rotation']:g}, batch {cfg['batch_size']}, ema {cfg['ema']}"
+        seeds = " ".join(str(h["seed"]) for h in sorted(histories, key=lambda h: h["seed"]))
+        rows.append(f"| {run} | {histories[0]['params']:,} | {recipe} | {seeds} "
+                    f"| {statistics.mean(v):.3f} | {statistics.mean(t5):.3f} |")
+    return "\n".join(rows)
+
+
+def main(argv):
+    if argv[:1] == ["--table"]:
+        print(table())
+        return 0
+    name, flags = argv[0], argv[1:]
+    args = train.parse_args(flags)
+    cfg = dict(train.make_config(args), net=name)
+    for seed in args.seeds or [args.seed]:
+        train.train(cfg, args, seed, nets=CANDIDATES)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.stdout.reconfigure(line_buffering=True)
+    sys.exit(main(sys.argv[1:]))
