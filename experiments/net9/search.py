@@ -70,7 +70,8 @@ def named(builder, *widths):
 
 
 CANDIDATES = {
-    "sep14_19": named(model.SeparableGapNet, 14, 19),  # Net8, the reference
+    # Net8's search, model.SeparableGapNet(before, after): Net8 is sep14_19
+    **{f"sep{b}_{a}": named(model.SeparableGapNet, b, a) for b, a in ((14, 19), (10, 14))},
     "nohead12_16": named(no_head, 12, 16),
     "twopool8_14_16": named(two_pools, 8, 14, 16),
     "nohead14_20": named(no_head, 14, 20),
