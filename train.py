@@ -5,9 +5,13 @@ Each step's whole recipe is one row of RECIPES; a flag overrides its field.
 import argparse
 import json
 import math
+import multiprocessing
+import queue
+import signal
 import statistics
 import sys
 import time
+from contextlib import redirect_stdout
 from pathlib import Path
 
 import torch
@@ -108,6 +112,13 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=1, help="random seed (default: %(default)s)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
                    help="run once per seed, then print a consistency table (default: just --seed)")
+    p.add_argument("--jobs", type=positive_int, default=1, metavar="N",
+                   help="train the seeds in N worker processes at once, the torch threads "
+                        "shared out among them; each writes its log beside its history "
+                        "(default: %(default)s, one seed after another in this process)")
+    p.add_argument("--resume", action="store_true",
+                   help="do not train again a seed whose history is complete for this recipe; "
+                        "train the others from the start")
     p.add_argument("--report", action="store_true",
                    help="print the consistency table of --seeds from their saved histories; "
                         "train nothing")
@@ -191,10 +202,16 @@ def save_plots(net, history, test_loader, device, path):
     print(f"Plots: {curves} {wrong}")
 
 
-def train(cfg, run, seed, nets=models.NETS):
+def measured(run):
+    """The run options that change what a history measures, beside its recipe."""
+    return dict(val=run.val, limit_batches=run.limit_batches)
+
+
+def train(cfg, run, seed, nets=models.NETS, on_epoch=None):
     """Train the recipe `cfg` with seed `seed` and the run options `run` (the
     parsed flags), printing the documented log and saving the history after
-    every epoch; returns the history. cfg["net"] names a net class of `nets`."""
+    every epoch; returns the history. cfg["net"] names a net class of `nets`;
+    `on_epoch`, if given, is called with each finished epoch's record."""
     seed_everything(seed)
     device = pick_device(run.device)
     path = output_path(run.history, cfg["step"], seed, "history")
@@ -212,7 +229,7 @@ def train(cfg, run, seed, nets=models.NETS):
     print(f"Parameters: {params:,}")
     history = dict(step=cfg["step"], seed=seed, config=cfg, params=params,
                    torch=torch.__version__, device=str(device), evaluated_on=split.lower(),
-                   epochs=[])
+                   run=measured(run), epochs=[])
 
     steps_per_epoch = min(len(train_loader), run.limit_batches or len(train_loader))
     optimizer, scheduler = make_optimizer(net, cfg["lr"], cfg["momentum"], cfg["scheduler"],
@@ -236,6 +253,8 @@ def train(cfg, run, seed, nets=models.NETS):
                 test_acc=100.0 * correct / total, lr=optimizer.param_groups[0]["lr"],
                 seconds=seconds))
             write_json(path, history)
+            if on_epoch:
+                on_epoch(history["epochs"][-1])
     except KeyboardInterrupt:
         raise UserError(f"interrupted: {len(history['epochs'])} finished epochs kept in {path}",
                         exit_code=130) from None
@@ -305,14 +324,138 @@ def consistency(histories):
         rows.append(f"| {h['step']} | {h['seed']} | {h['params']:,} | {accs[-1]:.2f} "
                     f"| {max(accs):.2f} | {min(last):.2f} | {hits}/{len(last)} "
                     f"| {'yes' if held else 'no'} | {seconds:.0f} |")
-    n = len(finals)
+    n, split = len(finals), histories[0].get("evaluated_on", "test")
     if n > 1:
-        rows.append(f"\nfinal test accuracy {statistics.mean(finals):.2f} ± "
+        rows.append(f"\nfinal {split} accuracy {statistics.mean(finals):.2f} ± "
                     f"{statistics.stdev(finals):.2f} % (mean ± std over {n} seeds); "
                     f"target held on {passed} of {n}")
     else:
-        rows.append(f"\nfinal test accuracy {finals[0]:.2f} % (1 seed); target held on {passed} of 1")
+        rows.append(f"\nfinal {split} accuracy {finals[0]:.2f} % (1 seed); target held on {passed} of 1")
     return "\n".join(rows)
+
+
+def complete_history(cfg, run, seed):
+    """--resume: the seed's saved history if it is complete for this recipe,
+    else None, saying in one line why the seed is trained again."""
+    path = Path(run.history.format(step=cfg["step"], seed=seed))
+    if not path.exists():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+        # a history written before the field existed was a full test-set run
+        same = (saved["config"] == json.loads(json.dumps(cfg))
+                and saved.get("run", dict(val=0, limit_batches=None)) == measured(run))
+        epochs = len(saved["epochs"])
+    except (OSError, ValueError, KeyError, TypeError):
+        print(f"seed {seed}: {path} is not a readable history; training it from the start")
+        return None
+    if not same:
+        print(f"seed {seed}: {path} holds another run (recipe, --val or --limit-batches); "
+              "training it from the start")
+    elif epochs < cfg["epochs"]:
+        print(f"seed {seed}: {path} has {epochs} of {cfg['epochs']} epochs; "
+              "training it from the start")
+    else:
+        print(f"seed {seed}: complete in {path}; not trained again")
+        return saved
+    return None
+
+
+def train_in_process(cfg, run, seeds, label):
+    """The seeds one after another; a seed that fails is named and the next
+    one trained, but Ctrl-C stops them all. Returns ({seed: history}, failed)."""
+    histories, failed = {}, []
+    for i, seed in enumerate(seeds):
+        if label:
+            print(f"=== seed {seed} ({i + 1} of {len(seeds)}) ===")
+        try:
+            histories[seed] = train(cfg, run, seed)
+        except (UserError, data.DataError) as e:
+            if getattr(e, "exit_code", 1) == 130:
+                raise
+            print(f"error: {f'seed {seed}: ' if label else ''}{e}", file=sys.stderr)
+            failed.append(seed)
+    return histories, failed
+
+
+def train_in_worker(cfg, run, seed, threads, events):
+    """One seed in a worker process: its documented log goes to a file beside
+    its history, each finished epoch and its end to the parent via `events`."""
+    def interrupt(*_):  # the parent ends a worker so: it stops as a run stops at Ctrl-C
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, interrupt)
+    events.cancel_join_thread()  # at exit, do not wait for a parent that no longer reads
+    torch.set_num_threads(threads)
+    try:
+        log = output_path(run.history, cfg["step"], seed, "history").with_suffix(".log")
+        with open(log, "w", buffering=1) as out, redirect_stdout(out):
+            try:
+                history = train(cfg, run, seed, on_epoch=lambda e: events.put(("epoch", seed, e)))
+            except (UserError, data.DataError) as e:
+                print(f"error: {e}")
+                raise
+        events.put(("done", seed, history))
+    except (UserError, data.DataError) as e:
+        events.put(("error", seed, str(e)))
+    except KeyboardInterrupt:  # ended before its first epoch: nothing to keep
+        pass
+
+
+def train_in_workers(cfg, run, seeds, jobs):
+    """The seeds in `jobs` worker processes at once, each with its share of
+    the torch threads; prints a line per seed per epoch. Ctrl-C ends every
+    worker (the finished epochs are on disk). Returns ({seed: history}, failed)."""
+    context = multiprocessing.get_context("spawn")  # CUDA works in a spawned process, not a fork
+    events = context.Queue()
+    threads = max(1, torch.get_num_threads() // jobs)
+    split = "validation" if run.val else "test"
+    waiting, running, histories, failed = list(seeds), {}, {}, []
+
+    def end(seed, error=None):
+        running.pop(seed).join()
+        if error:
+            print(f"error: seed {seed}: {error}", file=sys.stderr)
+            failed.append(seed)
+
+    try:
+        while waiting or running:
+            while waiting and len(running) < jobs:
+                seed = waiting.pop(0)
+                running[seed] = context.Process(target=train_in_worker,
+                                                args=(cfg, run, seed, threads, events))
+                # born ignoring Ctrl-C, which is the parent's to handle: it ends the workers
+                default = signal.signal(signal.SIGINT, signal.SIG_IGN)
+                try:
+                    running[seed].start()
+                finally:
+                    signal.signal(signal.SIGINT, default)
+                log = Path(run.history.format(step=cfg["step"], seed=seed)).with_suffix(".log")
+                print(f"seed {seed}: started, {threads} torch thread(s), log {log}")
+            try:
+                kind, seed, value = events.get(timeout=1)
+            except queue.Empty:  # a worker that ended without a word was killed or crashed
+                for seed in [s for s, w in running.items() if w.exitcode not in (None, 0)]:
+                    end(seed, f"its worker ended with exit code {running[seed].exitcode}")
+                continue
+            if kind == "epoch":
+                print(f"seed {seed} epoch {value['epoch']}: {split} {value['test_acc']:.2f} %, "
+                      f"train {value['train_acc']:.2f} %, {value['seconds']:.0f} s")
+            elif kind == "done":
+                histories[seed] = value
+                end(seed)
+                print(f"seed {seed}: done")
+            else:
+                end(seed, value)
+    except KeyboardInterrupt:
+        default = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C waits too
+        for worker in running.values():
+            worker.terminate()
+        for worker in running.values():
+            worker.join()
+        signal.signal(signal.SIGINT, default)
+        raise UserError("interrupted: every seed's finished epochs are kept in its history; "
+                        "run again with --resume to train what is missing", exit_code=130) from None
+    return histories, failed
 
 
 def main(argv=None):
@@ -325,17 +468,24 @@ def main(argv=None):
         if args.report:
             print(consistency(load_histories(args.history, cfg["step"], seeds)))
             return 0
-        histories = []
-        for i, seed in enumerate(seeds):
-            if len(seeds) > 1:
-                print(f"=== seed {seed} ({i + 1} of {len(seeds)}) ===")
-            histories.append(train(cfg, args, seed))
-        if len(seeds) > 1:
-            print(consistency(histories))
+        done = {}
+        for seed in seeds if args.resume else []:
+            if (saved := complete_history(cfg, args, seed)) is not None:
+                done[seed] = saved
+        todo = [seed for seed in seeds if seed not in done]
+        if args.jobs > 1 and len(todo) > 1:
+            pick_device(args.device)  # once, and MNIST ready before the workers read it
+            data.prepare_mnist(args.data_dir)
+            trained, failed = train_in_workers(cfg, args, todo, min(args.jobs, len(todo)))
+        else:
+            trained, failed = train_in_process(cfg, args, todo, label=len(seeds) > 1)
+        done.update(trained)
+        if len(seeds) > 1 and done:
+            print(consistency([done[seed] for seed in seeds if seed in done]))
     except (UserError, data.DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return getattr(e, "exit_code", 1)
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
