@@ -7,12 +7,16 @@ and 7, --save then --eval in a fresh process, Ctrl-C."""
 import io
 import json
 import math
+import multiprocessing
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import unittest
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -26,6 +30,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchvision import datasets
 
 import data
+import figures
 import model
 import train
 from utils import evaluate, lr_line, make_ema, make_optimizer, test_line, train_epoch
@@ -240,7 +245,7 @@ EPOCH_RE = re.compile(r"^EPOCH: (\d+)$")
 BAR_RE = re.compile(r"^Loss=(\d+\.\d+(?:e-?\d+)?) Batch_id=(\d+) Accuracy=(\d+\.\d\d): "
                     r"100%\|█+\| (\d+)/(\d+) \[")
 LR_RE = re.compile(r"^Epoch: (\d+) LR: \[(\d\.\d+(?:e-\d+)?)\]$")
-TEST_RE = re.compile(r"^Test set: Average loss: (\d+\.\d{4}), "
+TEST_RE = re.compile(r"^(?:Test|Validation) set: Average loss: (\d+\.\d{4}), "
                      r"Accuracy: (\d+)/(\d+) \((\d+\.\d\d)%\)$")
 
 
@@ -287,7 +292,7 @@ class CommandLineCase(unittest.TestCase):
         self.tmp = Path(tmp.name)
         self.history = str(self.tmp / "h{step}_{seed}.json")
 
-    def check_log(self, stdout, epochs, batches, with_lr):
+    def check_log(self, stdout, epochs, batches, with_lr, split="Test", images=10000):
         lines = final_lines(stdout)
         start = lines.index("EPOCH: 0")
         for epoch in range(epochs):
@@ -304,8 +309,9 @@ class CommandLineCase(unittest.TestCase):
             self.assertEqual(lines[i], "")
             test = TEST_RE.match(lines[i + 1])
             self.assertIsNotNone(test, lines[i + 1])
+            self.assertTrue(lines[i + 1].startswith(f"{split} set: "), lines[i + 1])
             c, n, pct = int(test.group(2)), int(test.group(3)), float(test.group(4))
-            self.assertEqual(n, 10000)
+            self.assertEqual(n, images)
             self.assertAlmostEqual(pct, 100 * c / n, places=2)
             self.assertEqual(lines[i + 2], "")
 
@@ -378,7 +384,8 @@ class TestArguments(CommandLineCase):
                           ("--limit-batches", "0"), ("--ema", "1"), ("--ema", "-0.1"),
                           ("--pct-start", "0"), ("--pct-start", "1"), ("--lr", "-1"),
                           ("--lr", "0"), ("--lr", "nan"), ("--lr", "inf"), ("--max-lr", "-1"),
-                          ("--max-lr", "0"), ("--max-lr", "inf"), ("--lr", "abc")):
+                          ("--max-lr", "0"), ("--max-lr", "inf"), ("--lr", "abc"),
+                          ("--jobs", "0")):
             with self.subTest(flag=flag, value=bad):
                 self.assert_clean_error(run_main(flag, bad), flag, bad, code=2)
 
@@ -518,6 +525,113 @@ class TestRuns(CommandLineCase):
         self.assertRegex(err, r"loss became (nan|inf|-inf) at batch 0")
         kept = json.loads(Path(self.history.format(step=1, seed=1)).read_text())["epochs"]
         self.assertTrue(1 <= len(kept) < 10)
+
+
+SEED_EPOCH_RE = re.compile(r"^seed (\d+) epoch (\d+): validation (\d+\.\d\d) %, "
+                           r"train (\d+\.\d\d) %, \d+ s$")
+
+
+def saved(path):
+    return json.loads(Path(path).read_text())
+
+
+class TestSeeds(CommandLineCase):
+    """--jobs and --resume."""
+
+    def test_seeds_in_workers_are_the_seeds_alone_and_a_failing_one_is_named(self):
+        (self.tmp / "3").write_text("")  # seed 3's folder is a file: its history cannot be written
+        history = str(self.tmp / "{seed}" / "h.json")
+        short = ("--step", "8", "--epochs", "2", "--limit-batches", "12", "--val", "500",
+                 "--no-plots")
+        threads = torch.get_num_threads()
+        try:
+            torch.set_num_threads(2)  # two workers: one thread each
+            status, out, err = run_main(*short, "--seeds", "1", "2", "3", "--jobs", "2",
+                                        "--history", history)
+            torch.set_num_threads(1)
+            for seed in (1, 2):
+                self.assertEqual(run_main(*short, "--seed", str(seed), "--history",
+                                          self.history)[0], 0)
+        finally:
+            torch.set_num_threads(threads)
+        self.assertEqual(status, 1, err)
+        self.assert_clean_error((status, out, err), "seed 3", "cannot write")
+        progress = [SEED_EPOCH_RE.match(line) for line in out.splitlines()]
+        progress = [m.groups() for m in progress if m]
+        self.assertEqual(sorted(p[:2] for p in progress),
+                         [("1", "0"), ("1", "1"), ("2", "0"), ("2", "1")])
+        for seed in (1, 2):
+            with self.subTest(seed=seed):
+                ran, alone = (saved(h.format(step=8, seed=seed)) for h in (history, self.history))
+                drop = lambda epochs: [{k: v for k, v in e.items() if k != "seconds"}  # noqa: E731
+                                       for e in epochs]
+                self.assertEqual(drop(ran["epochs"]), drop(alone["epochs"]))
+                self.assertEqual(ran["config"], alone["config"])
+                # the terminal's line per epoch is the history's; the log, the documented one
+                for seed_, epoch, test, train_acc in progress:
+                    if seed_ == str(seed):
+                        e = ran["epochs"][int(epoch)]
+                        self.assertEqual((test, train_acc),
+                                         (f"{e['test_acc']:.2f}", f"{e['train_acc']:.2f}"))
+                log = Path(history.format(step=8, seed=seed)).with_suffix(".log")
+                log = log.read_bytes().decode()  # not read_text: it turns tqdm's \r into \n
+                self.check_log(log, epochs=2, batches=12, with_lr=True, split="Validation",
+                               images=500)
+                self.assertRegex(out, rf"\n\| 8 \| {seed} \| 2,834 \| ")
+        self.assertNotRegex(out, r"\n\| 8 \| 3 \| ")  # the table: the seeds that finished
+        self.assertIn("over 2 seeds", out)
+
+    def test_resume_trains_only_what_is_missing(self):
+        short = ("--step", "6", "--epochs", "2", "--limit-batches", "2", "--val", "200",
+                 "--no-plots", "--history", self.history)
+        self.assertEqual(run_main(*short, "--seeds", "1", "2")[0], 0)
+        paths = {seed: Path(self.history.format(step=6, seed=seed)) for seed in range(1, 5)}
+        # seed 2 stopped after one epoch; 3 and 4 hold seed 1's run of another recipe, split
+        for seed, source, change in ((2, 2, lambda h: h["epochs"].pop()),
+                                     (3, 1, lambda h: h["config"].update(rotation=5)),
+                                     (4, 1, lambda h: h["run"].update(val=1000))):
+            h = saved(paths[source])
+            change(h)
+            paths[seed].write_text(json.dumps(h))
+        kept = paths[1].read_bytes()
+        status, out, err = run_main(*short, "--seeds", "1", "2", "3", "4", "--resume")
+        self.assertEqual(status, 0, err)
+        lines = out.splitlines()
+        self.assertIn(f"seed 1: complete in {paths[1]}; not trained again", lines)
+        self.assertIn(f"seed 2: {paths[2]} has 1 of 2 epochs; training it from the start", lines)
+        for seed in (3, 4):
+            self.assertIn(f"seed {seed}: {paths[seed]} holds another run (recipe, --val or "
+                          "--limit-batches); training it from the start", lines)
+        self.assertEqual(paths[1].read_bytes(), kept)
+        self.assertEqual(re.findall(r"^=== seed (\d) \(\d of 3\) ===$", out, re.M), ["2", "3", "4"])
+        for seed in range(1, 5):
+            h = saved(paths[seed])
+            self.assertEqual((len(h["epochs"]), h["config"]["rotation"], h["run"]["val"]),
+                             (2, 15, 200))
+        self.assertIn("over 4 seeds", out)
+
+    @unittest.skipUnless(os.name == "posix", "sends SIGINT")
+    def test_ctrl_c_ends_every_worker_and_keeps_their_epochs(self):
+        paths = [Path(self.history.format(step=6, seed=seed)) for seed in (1, 2, 3)]
+
+        def ctrl_c_when_both_workers_are_two_epochs_in():
+            for _ in range(1200):
+                try:
+                    if all(len(saved(p)["epochs"]) >= 2 for p in paths[:2]):
+                        break
+                except (OSError, ValueError):
+                    pass
+                time.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGINT)  # this process is the parent: as at a terminal
+        threading.Thread(target=ctrl_c_when_both_workers_are_two_epochs_in, daemon=True).start()
+        result = run_main("--step", "6", "--epochs", "50", "--limit-batches", "2", "--val", "200",
+                          "--seeds", "1", "2", "3", "--jobs", "2", "--history", self.history,
+                          "--no-plots")
+        self.assert_clean_error(result, "interrupted", "--resume", code=130)
+        self.assertEqual(multiprocessing.active_children(), [])  # every worker ended
+        for path in paths[:2]:
+            self.assertGreaterEqual(len(saved(path)["epochs"]), 2)
+        self.assertFalse(paths[2].exists())
 
 
 # ------------------------------------------------------------------ the data
@@ -675,6 +789,152 @@ class TestTraining(unittest.TestCase):
             expected = 0.25 * first[name] + 0.75 * second[name]
             self.assertFalse(torch.allclose(first[name], second[name]), name)
             torch.testing.assert_close(averaged[name], expected, msg=name)
+
+
+# ------------------------------------------------------- docs vs histories
+# spec, "Recorded results": test accuracy per epoch, and best train accuracy
+RECORDED = {
+    1: ("97.25 98.33 98.25 98.65 98.61 98.93 98.84 98.93 98.65 99.07 99.01 98.93 99.07 98.84 98.91", 99.78),
+    2: ("98.19 98.89 99.02 99.29 99.19 99.27 99.29 99.30 99.39 99.24 99.43 99.29 99.43 99.48 99.41", 99.53),
+    3: ("98.62 99.00 98.92 99.16 99.18 99.17 99.24 99.26 99.31 99.28 99.33 99.34 99.42 99.36 99.39", 99.31),
+    4: ("98.44 98.66 99.00 99.20 99.29 99.28 99.32 99.28 99.38 99.34 99.26 99.42 99.29 99.31 99.44", 98.73),
+    5: ("98.22 98.41 98.98 99.23 99.09 99.22 99.26 99.21 99.39 99.39 99.48 99.44 99.48 99.51 99.57", 99.02),
+    6: ("96.94 98.06 98.59 98.98 99.07 99.08 99.27 99.21 99.28 99.30 99.26 99.33 99.41 99.43 99.50", 98.96),
+}
+RESULTS = HERE / "results"
+
+
+def committed(step):
+    """{seed: history} of the step's committed runs."""
+    runs = {int(p.stem.split("seed")[1]): saved(p) for p in RESULTS.glob(f"step{step}_seed*.json")}
+    return dict(sorted(runs.items()))
+
+
+def result_rows(test, best_train):
+    """The Result rows of docs/steps.md, worked out from a run's test accuracies."""
+    last = test[-5:]
+    first = next((i for i, a in enumerate(test) if a >= 99.40), None)
+    return {"best train accuracy": f"{best_train:.2f}", "best test accuracy": f"{max(test):.2f}",
+            "final test accuracy": f"{test[-1]:.2f}", "lowest of the last five": f"{min(last):.2f}",
+            "last five at ≥ 99.40 %": f"{sum(a >= 99.40 for a in last)} of 5",
+            "best train − best test": f"{best_train - max(test):+.2f}",
+            "first epoch at ≥ 99.40 %": "never" if first is None else f"epoch {first}"}
+
+
+def ours(history):
+    return result_rows([e["test_acc"] for e in history["epochs"]],
+                       max(e["train_acc"] for e in history["epochs"]))
+
+
+def over_seeds(runs):
+    """'k of n (mean ± std)' over seeds 1-5 and over all, as the docs write it."""
+    cells = []
+    for n in sorted({5, len(runs)}):
+        finals = [runs[seed]["epochs"][-1]["test_acc"] for seed in range(1, n + 1)]
+        held = sum(min(e["test_acc"] for e in runs[seed]["epochs"][-5:]) >= 99.40
+                   for seed in range(1, n + 1))
+        cells.append(f"{held} of {n} ({statistics.mean(finals):.2f} ± {statistics.stdev(finals):.2f})")
+    return "; ".join(cells)
+
+
+def table_rows(text):
+    """{first cell: other cells} of every markdown table row in `text`."""
+    rows = {}
+    for line in text.splitlines():
+        if line.startswith("|") and not line.startswith("|---"):
+            cells = [c.strip().replace("**", "") for c in line.strip().strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def steps_doc():
+    """{step: its section of docs/steps.md}."""
+    parts = re.split(r"^## Step (\d+):", (HERE / "docs" / "steps.md").read_text(), flags=re.M)
+    return {int(step): text.split("\n## ")[0] for step, text in zip(parts[1::2], parts[2::2])}
+
+
+class TestDocsAgreeWithHistories(unittest.TestCase):
+    """Every number of docs/steps.md and the README's results table is read
+    back from the committed histories (and the spec's recorded results)."""
+
+    def test_steps_doc_tables(self):
+        sections = steps_doc()
+        self.assertEqual(sorted(sections), sorted(int(p.stem[4:].split("_")[0])
+                                                  for p in RESULTS.glob("step*_seed1.json")))
+        for step, text in sections.items():
+            with self.subTest(step=step):
+                runs = committed(step)
+                rows = table_rows(text)
+                params = f"{runs[1]['params']:,}"
+                self.assertEqual(rows["parameters"], [params if step in RECORDED else "(new)", params])
+                documented = (result_rows([float(a) for a in RECORDED[step][0].split()],
+                                          RECORDED[step][1]) if step in RECORDED else {})
+                for label, value in ours(runs[1]).items():
+                    self.assertEqual(rows[label], [documented.get(label, "(new)"), value], label)
+                if len(runs) > 1:
+                    self.assertEqual(rows["seeds that hold (final, mean ± std)"],
+                                     ["", over_seeds(runs)])
+
+    def test_steps_doc_prose_quotes_only_its_runs(self):
+        sections = steps_doc()
+        for step, text in sections.items():
+            with self.subTest(step=step):
+                runs = committed(step)
+                allowed = {"99.40"} | {f"{e[k]:.2f}" for h in runs.values() for e in h["epochs"]
+                                       for k in ("test_acc", "train_acc")}
+                for near in (step - 1, step):  # a step may compare itself with the one before
+                    if near in sections:
+                        allowed |= {cell for cells in table_rows(sections[near]).values()
+                                    for cell in cells}
+                        allowed |= set(re.findall(r"\d\d\.\d\d", " ".join(
+                            " ".join(c) for c in table_rows(sections[near]).values())))
+                if step in RECORDED:
+                    allowed |= set(RECORDED[step][0].split())
+                prose = "\n".join(l for l in text.splitlines() if not l.startswith("|"))
+                for number in re.findall(r"(?<![\d.])\d\d\.\d\d(?![\d.])", prose):
+                    self.assertTrue(number in allowed, f"step {step}: {number} is in no history")
+
+    def test_readme_results_table(self):
+        readme = (HERE / "README.md").read_text()
+        rows = {int(k): v for k, v in table_rows(readme.split("## Results")[1].split("\n## ")[0]).items()
+                if k.isdigit()}
+        self.assertEqual(sorted(rows), sorted(steps_doc()))
+        for step, cells in rows.items():
+            with self.subTest(step=step):
+                runs = committed(step)
+                mine = ours(runs[1])
+                documented = (f"{RECORDED[step][1]:.2f}, "
+                              f"{max(float(a) for a in RECORDED[step][0].split()):.2f}"
+                              if step in RECORDED else "(new)")
+                self.assertEqual(cells, [
+                    f"{runs[1]['params']:,}", documented, mine["best train accuracy"],
+                    mine["best test accuracy"], mine["final test accuracy"],
+                    mine["lowest of the last five"],
+                    "yes" if mine["last five at ≥ 99.40 %"] == "5 of 5" else "no",
+                    over_seeds(runs) if len(runs) > 1 else ""])
+
+
+class TestFigures(unittest.TestCase):
+    def test_figures_draws_each_picture_from_the_committed_runs_into_its_folder(self):
+        def files():
+            found = {}
+            for top, dirs, names in os.walk(HERE):
+                dirs[:] = [d for d in dirs
+                           if d not in (".git", ".venv", "data", "runs", "__pycache__")]
+                found.update({Path(top, n): Path(top, n).stat().st_mtime_ns for n in names})
+            return found
+        before = files()
+        with tempfile.TemporaryDirectory() as tmp:
+            with redirect_stdout(io.StringIO()):
+                figures.main(["--out", tmp, "--data-dir", DATA_DIR])
+            pngs = {p.name: p.stat().st_size for p in Path(tmp).iterdir()}
+        self.assertEqual(sorted(pngs), ["consistency.png", "ladder.png", "step8_curves.png",
+                                        "step8_misclassified.png", "test_accuracy.png"])
+        for name, size in pngs.items():
+            self.assertTrue(10_000 < size <= 150 * 1024, f"{name}: {size} bytes")
+        self.assertEqual(files(), before)  # nothing written outside the folder
+        # and the committed pictures are these
+        self.assertEqual(sorted(p.name for p in (HERE / "docs").glob("*.png")), sorted(pngs))
 
 
 if __name__ == "__main__":

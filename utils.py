@@ -154,7 +154,13 @@ def plot_curves(history, path):
     for ax, key, title in zip(axes.flat, ("train_loss", "train_acc", "test_loss", "test_acc"),
                               ("Training loss", "Training accuracy (%)",
                                f"{split.title()} loss", f"{split.title()} accuracy (%)")):
-        ax.plot(epochs, [e[key] for e in history["epochs"]], marker="o")
+        values = [e[key] for e in history["epochs"]]
+        ax.plot(epochs, values, marker="o")
+        if key.endswith("loss"):
+            ax.set_yscale("log")  # the late epochs, where the steps differ, stay visible
+        elif len(values) > 2 and values[0] < min(values[1:]) - 1:
+            ax.set_ylim(min(values[1:]) - 0.2, max(values) + 0.1)  # zoomed past epoch 0
+            title += f", epoch 0 ({values[0]:.2f}) below"
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

@@ -1,0 +1,159 @@
+"""The pictures of the README and docs/steps.md, drawn from the committed runs:
+
+    python figures.py    # reads results/, writes docs/*.png
+
+  test_accuracy.png       test accuracy per epoch of every step, seed 1
+  consistency.png         each seed's last five epochs, steps 5 on, against 99.40 %
+  ladder.png              parameters against the share of seeds that hold the target
+  step8_curves.png        one run's loss and accuracy curves, as a run draws them,
+  step8_misclassified.png and its misclassified test digits: results/saved/, a
+                          run of step 8, seed 1, whose weights were kept (--save)
+"""
+import argparse
+import json
+import re
+from pathlib import Path
+
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+import data  # noqa: E402
+import model  # noqa: E402
+from train import LAST, TARGET  # noqa: E402
+from utils import plot_curves, plot_misclassified  # noqa: E402
+
+DPI = 80
+HELD, MISSED = "tab:green", "tab:red"
+
+
+def load(results):
+    """{step: {seed: history}} of every results/step{step}_seed{seed}.json."""
+    runs = {}
+    for path in Path(results).glob("step*_seed*.json"):
+        step, seed = map(int, re.fullmatch(r"step(\d+)_seed(\d+)\.json", path.name).groups())
+        runs.setdefault(step, {})[seed] = json.loads(path.read_text())
+    return {step: dict(sorted(seeds.items())) for step, seeds in sorted(runs.items())}
+
+
+def accuracies(history):
+    return [e["test_acc"] for e in history["epochs"]]
+
+
+def held(history):
+    return all(a >= TARGET for a in accuracies(history)[-LAST:])
+
+
+def label(history):
+    return f"{history['config']['net']} ({history['params']:,})"
+
+
+def target_line(ax):
+    ax.axhline(TARGET, color="black", linestyle="--", linewidth=1, label=f"{TARGET:.2f} % target")
+
+
+def save(fig, path):
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
+def test_accuracy(runs, path):
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for i, (step, seeds) in enumerate(runs.items()):
+        accs = accuracies(seeds[1])
+        ax.plot(range(len(accs)), accs, marker="os^vD<>p*"[i % 9], markersize=4,
+                color=plt.cm.tab10(i % 10), label=f"step {step}: {label(seeds[1])}")
+    target_line(ax)
+    ax.set_ylim(98.0, 99.8)  # where the steps differ; epoch 0 of some steps lies below
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Test accuracy per epoch, seed 1")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8, ncol=2)
+    save(fig, path)
+
+
+def consistency(runs, path):
+    steps = {step: seeds for step, seeds in runs.items() if len(seeds) > 1}
+    fig, axes = plt.subplots(1, len(steps), figsize=(3.2 * len(steps), 4.2), sharey=True)
+    for ax, (step, seeds) in zip(axes, steps.items()):
+        for seed, h in seeds.items():
+            last = accuracies(h)[-LAST:]
+            color = HELD if held(h) else MISSED
+            ax.plot([seed] * len(last), last, color=color, linewidth=1, alpha=0.6)
+            ax.scatter([seed] * len(last), last, color=color, s=12, zorder=3)
+        target_line(ax)
+        n = sum(map(held, seeds.values()))
+        ax.set_title(f"step {step}, {label(next(iter(seeds.values())))}\n"
+                     f"held on {n} of {len(seeds)}", fontsize=10)
+        ax.set_xticks(list(seeds))
+        ax.set_xlabel("seed")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"test accuracy (%), last {LAST} epochs")
+    axes[0].plot([], [], color=HELD, marker="o", label="held: all five ≥ 99.40")
+    axes[0].plot([], [], color=MISSED, marker="o", label="missed")
+    axes[0].legend(loc="lower left", fontsize=8)
+    save(fig, path)
+
+
+def ladder(runs, path):
+    points = {}  # nets with the same parameters and share (Net2 and Net3) share a label
+    for seeds in runs.values():
+        h, n = seeds[1], sum(map(held, seeds.values()))
+        points.setdefault((h["params"], 100 * n / len(seeds)), []).append(
+            f"{h['config']['net']}: {n} of {len(seeds)}")
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    level = {}  # labels of points at the same height are stacked, not overlapped
+    for (params, share), names in sorted(points.items()):
+        ax.scatter(params, share, s=40, color=HELD if share >= 80 else MISSED, zorder=3)
+        above = level[share] = level.get(share, -1) + 1
+        ax.annotate(", ".join(names), (params, share), textcoords="offset points",
+                    xytext=(6, 6 + 14 * above), fontsize=9)
+    ax.scatter([], [], color=HELD, label="holds on at least 80 % of its seeds (4 of 5)")
+    ax.scatter([], [], color=MISSED, label="holds on fewer")
+    ax.axvline(8000, color="gray", linestyle=":", linewidth=1, label="8,000-parameter limit")
+    ax.set_xscale("log")
+    ax.set_xlim(1500, 300_000)
+    ax.set_ylim(-8, 108)
+    ax.set_xlabel("parameters (log scale)")
+    ax.set_ylabel("seeds that hold the target (%)")
+    ax.set_title("Parameters against the seeds that hold 99.40 % in each of the last five epochs")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="upper right", fontsize=8)
+    save(fig, path)
+
+
+def one_run(run, data_dir, stem):
+    """The curves and misclassified digits of the run saved as `run`.json
+    (its history) and `run`.pt (its weights), as train.py draws them."""
+    plot_curves(json.loads(run.with_suffix(".json").read_text()), f"{stem}_curves.png")
+    print(f"wrote {stem}_curves.png")
+    cpu = torch.device("cpu")
+    ckpt = torch.load(run.with_suffix(".pt"), map_location=cpu, weights_only=True)
+    net = model.NETS[ckpt["config"]["net"]]()
+    net.load_state_dict(ckpt["state_dict"])
+    _, test_loader = data.device_loaders(data_dir, 1, 0, cpu, 0)
+    plot_misclassified(net, test_loader, cpu, f"{stem}_misclassified.png", data.MEAN, data.STD)
+    print(f"wrote {stem}_misclassified.png")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--results", default="results", help="the committed runs (default: %(default)s)")
+    p.add_argument("--out", default="docs", help="where the PNGs go (default: %(default)s)")
+    p.add_argument("--data-dir", default="./data", help="where MNIST is kept (default: %(default)s)")
+    args = p.parse_args(argv)
+    runs, out = load(args.results), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    test_accuracy(runs, out / "test_accuracy.png")
+    consistency(runs, out / "consistency.png")
+    ladder(runs, out / "ladder.png")
+    one_run(Path(args.results) / "saved" / "step8_seed1", args.data_dir, out / "step8")
+
+
+if __name__ == "__main__":
+    main()
