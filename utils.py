@@ -185,7 +185,8 @@ def plot_misclassified(model, loader, device, path, mean, std, count=25):
     for images, labels in batches(loader, device):
         predicted = model(images).argmax(1)
         for i in (predicted != labels).nonzero().flatten().tolist():
-            wrong.append((images[i, 0].cpu() * std + mean, predicted[i].item(), labels[i].item()))
+            image = (images[i, 0].cpu() * std + mean).numpy()
+            wrong.append((image, predicted[i].item(), labels[i].item()))
         if len(wrong) >= count:
             break
     side = math.ceil(math.sqrt(count))
