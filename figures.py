@@ -5,9 +5,9 @@
   test_accuracy.png       test accuracy per epoch of every step, seed 1
   consistency.png         each seed's last five epochs, steps 5 on, against 99.40 %
   ladder.png              parameters against the share of seeds that hold the target
-  step8_curves.png        one run's loss and accuracy curves, as a run draws them,
-  step8_misclassified.png and its misclassified test digits: results/saved/, a
-                          run of step 8, seed 1, whose weights were kept (--save)
+  step8_seed1_curves.png  one run's loss and accuracy curves and its misclassified
+  step8_seed1_misclassified.png  test digits, as a run draws them: results/saved/,
+                          a run of step 8, seed 1, whose weights were kept (--save)
 """
 import argparse
 import json
@@ -21,8 +21,7 @@ import torch  # noqa: E402
 
 import data  # noqa: E402
 import model  # noqa: E402
-from train import LAST, TARGET  # noqa: E402
-from utils import plot_curves, plot_misclassified  # noqa: E402
+from train import LAST, TARGET, save_plots  # noqa: E402
 
 DPI = 80
 HELD, MISSED = "tab:green", "tab:red"
@@ -126,18 +125,16 @@ def ladder(runs, path):
     save(fig, path)
 
 
-def one_run(run, data_dir, stem):
+def one_run(run, data_dir, out):
     """The curves and misclassified digits of the run saved as `run`.json
-    (its history) and `run`.pt (its weights), as train.py draws them."""
-    plot_curves(json.loads(run.with_suffix(".json").read_text()), f"{stem}_curves.png")
-    print(f"wrote {stem}_curves.png")
+    (its history) and `run`.pt (its weights), drawn by train.save_plots."""
     cpu = torch.device("cpu")
     ckpt = torch.load(run.with_suffix(".pt"), map_location=cpu, weights_only=True)
     net = model.NETS[ckpt["config"]["net"]]()
     net.load_state_dict(ckpt["state_dict"])
     _, test_loader = data.device_loaders(data_dir, 1, 0, cpu, 0)
-    plot_misclassified(net, test_loader, cpu, f"{stem}_misclassified.png", data.MEAN, data.STD)
-    print(f"wrote {stem}_misclassified.png")
+    history = json.loads(run.with_suffix(".json").read_text())
+    save_plots(net, history, test_loader, cpu, out / f"{run.name}.json")
 
 
 def main(argv=None):
@@ -152,7 +149,7 @@ def main(argv=None):
     test_accuracy(runs, out / "test_accuracy.png")
     consistency(runs, out / "consistency.png")
     ladder(runs, out / "ladder.png")
-    one_run(Path(args.results) / "saved" / "step8_seed1", args.data_dir, out / "step8")
+    one_run(Path(args.results) / "saved" / "step8_seed1", args.data_dir, out)
 
 
 if __name__ == "__main__":

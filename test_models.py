@@ -930,8 +930,8 @@ class TestFigures(unittest.TestCase):
             with redirect_stdout(io.StringIO()):
                 figures.main(["--out", tmp, "--data-dir", DATA_DIR])
             pngs = {p.name: p.stat().st_size for p in Path(tmp).iterdir()}
-        self.assertEqual(sorted(pngs), ["consistency.png", "ladder.png", "step8_curves.png",
-                                        "step8_misclassified.png", "test_accuracy.png"])
+        self.assertEqual(sorted(pngs), ["consistency.png", "ladder.png", "step8_seed1_curves.png",
+                                        "step8_seed1_misclassified.png", "test_accuracy.png"])
         for name, size in pngs.items():
             self.assertTrue(10_000 < size <= 150 * 1024, f"{name}: {size} bytes")
         self.assertEqual(files(), before)  # nothing written outside the folder
