@@ -65,16 +65,48 @@ def two_pools(c1, c2, c3, dropout=None):
     )
 
 
+class Residual(nn.Module):
+    """x + body(x), x cropped to body's output (an unpadded 3x3 conv loses a
+    pixel each side): an identity path that costs no parameters."""
+
+    def __init__(self, *body):
+        super().__init__()
+        self.body = nn.Sequential(*body)
+
+    def forward(self, x):
+        y = self.body(x)
+        c = (x.shape[-1] - y.shape[-1]) // 2
+        return y + x[..., c:x.shape[-2] - c, c:x.shape[-1] - c]
+
+
+def residual(before, after, dropout=None):
+    """model.SeparableGapNet with an identity path around each of its three
+    same-width separable convs (after -> after)."""
+    b, a, d = before, after, dropout
+    return model.TinyNet(
+        *conv(1, b, padding=1, dropout=d),                       # b x28x28  RF 3
+        *conv(b, b, padding=1, dropout=d, separable=True),       # b x28x28  RF 5
+        nn.MaxPool2d(2),                                         # b x14x14  RF 6
+        *conv(b, a, dropout=d, separable=True),                  # a x12x12  RF 10
+        Residual(*conv(a, a, dropout=d, separable=True)),        # a x10x10  RF 14
+        Residual(*conv(a, a, dropout=d, separable=True)),        # a x8x8    RF 18
+        Residual(*conv(a, a, dropout=d, separable=True)),        # a x6x6    RF 22
+        nn.AvgPool2d(6),                                         # a x1x1    RF 32
+        nn.Conv2d(a, 10, 1, bias=False),                         # 10x1x1
+    )
+
+
 def named(builder, *widths):
     return lambda dropout=None: builder(*widths, dropout=dropout)
 
 
 CANDIDATES = {
     # Net8's search, model.SeparableGapNet(before, after): Net8 is sep14_19
-    **{f"sep{b}_{a}": named(model.SeparableGapNet, b, a) for b, a in ((14, 19), (10, 14))},
+    **{f"sep{b}_{a}": named(model.SeparableGapNet, b, a) for b, a in ((14, 19), (10, 14), (11, 15))},
     "nohead12_16": named(no_head, 12, 16),
     "twopool8_14_16": named(two_pools, 8, 14, 16),
     "nohead14_20": named(no_head, 14, 20),
+    "res11_15": named(residual, 11, 15),
 }
 
 
