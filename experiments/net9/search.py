@@ -13,6 +13,7 @@ import statistics
 import sys
 from pathlib import Path
 
+import torch
 import torch.nn as nn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,6 +97,30 @@ def residual(before, after, dropout=None):
     )
 
 
+class ShiftNorm(nn.BatchNorm2d):
+    """BatchNorm with a learnt shift but no learnt scale: before a ReLU and
+    a bias-free conv the scale is redundant (its size passes through the ReLU
+    into the next conv's weights, its sign into the previous conv's), the
+    shift is not (it is the ReLU's threshold)."""
+
+    def __init__(self, channels):
+        super().__init__(channels, affine=False)
+        self.shift = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x):
+        return super().forward(x) + self.shift.view(1, -1, 1, 1)
+
+
+def shift_norm(before, after, dropout=None):
+    """model.SeparableGapNet with every BatchNorm's scale dropped (ShiftNorm):
+    one parameter a channel fewer, spent on width."""
+    net = model.SeparableGapNet(before, after, dropout)
+    for i, layer in enumerate(net.layers):
+        if isinstance(layer, nn.BatchNorm2d):
+            net.layers[i] = ShiftNorm(layer.num_features)
+    return net
+
+
 def named(builder, *widths):
     return lambda dropout=None: builder(*widths, dropout=dropout)
 
@@ -107,6 +132,7 @@ CANDIDATES = {
     "twopool8_14_16": named(two_pools, 8, 14, 16),
     "nohead14_20": named(no_head, 14, 20),
     "res11_15": named(residual, 11, 15),
+    "shift10_16": named(shift_norm, 10, 16),
 }
 
 
@@ -128,7 +154,8 @@ def table():
     for run, histories in groups.items():
         v, t5 = zip(*map(scores, histories))
         cfg = histories[0]["config"]
-        recipe = f"rot {cfg['rotation']:g}, batch {cfg['batch_size']}, ema {cfg['ema']}"
+        recipe = (f"rot {cfg['rotation']:g}, batch {cfg['batch_size']}, peak {cfg['max_lr']:g}, "
+                  f"ema {cfg['ema']}")
         seeds = " ".join(str(h["seed"]) for h in sorted(histories, key=lambda h: h["seed"]))
         rows.append(f"| {run} | {histories[0]['params']:,} | {recipe} | {seeds} "
                     f"| {statistics.mean(v):.3f} | {statistics.mean(t5):.3f} |")
