@@ -97,18 +97,19 @@ def residual(before, after, dropout=None):
     )
 
 
-def three_after(before, after, dropout=None):
-    """model.SeparableGapNet with three separable convs after the pool, not
-    four, and the parameters of the fourth spent on width; GAP over 8x8."""
+def deep_after(before, after, layers, dropout=None):
+    """model.SeparableGapNet with `layers` unpadded separable convs after the
+    pool, not four (each takes 2 pixels off the 14x14 map); GAP over what is
+    left."""
     b, a, d = before, after, dropout
+    widths = [b] + [a] * layers
     return model.TinyNet(
         *conv(1, b, padding=1, dropout=d),                  # b x28x28  RF 3
         *conv(b, b, padding=1, dropout=d, separable=True),  # b x28x28  RF 5
         nn.MaxPool2d(2),                                    # b x14x14  RF 6
-        *conv(b, a, dropout=d, separable=True),             # a x12x12  RF 10
-        *conv(a, a, dropout=d, separable=True),             # a x10x10  RF 14
-        *conv(a, a, dropout=d, separable=True),             # a x8x8    RF 18
-        nn.AvgPool2d(8),                                    # a x1x1    RF 32
+        *[layer for c_in, c_out in zip(widths, widths[1:])
+          for layer in conv(c_in, c_out, dropout=d, separable=True)],
+        nn.AvgPool2d(14 - 2 * layers),                      # a x1x1    RF 32
         nn.Conv2d(a, 10, 1, bias=False),                    # 10x1x1
     )
 
@@ -149,7 +150,8 @@ CANDIDATES = {
     "nohead14_20": named(no_head, 14, 20),
     "res11_15": named(residual, 11, 15),
     "shift10_16": named(shift_norm, 10, 16),
-    "three10_19": named(three_after, 10, 19),
+    "three10_19": named(deep_after, 10, 19, 3),
+    "five10_13": named(deep_after, 10, 13, 5),
 }
 
 
