@@ -6,7 +6,7 @@
 cd "$(dirname "$0")/../.."
 mkdir -p runs
 for seed in 1 2; do
-  OMP_NUM_THREADS=1 .venv/bin/python experiments/net9/search.py "$1" --step 8 --val 5000 \
+  OMP_NUM_THREADS=1 python experiments/net9/search.py "$1" --step 8 --val 5000 \
     --channels-last --no-plots --seed "$seed" "${@:3}" \
     --history "experiments/net9/runs/$2_seed{seed}.json" > "runs/net9_$2_seed$seed.log" 2>&1 &
 done
