@@ -114,6 +114,32 @@ def deep_after(before, after, layers, dropout=None):
     )
 
 
+def grouped(c, groups, dropout=None):
+    """A separable conv c -> c whose 1x1 mixes within `groups` groups of
+    channels (c^2 / groups weights), then a channel shuffle, so that the
+    next 1x1's groups each see every group of this one."""
+    layers = conv(c, c, dropout=dropout, separable=True)
+    layers[1] = nn.Conv2d(c, c, 1, groups=groups, bias=False)
+    return layers + [nn.ChannelShuffle(groups)]
+
+
+def shuffled(before, after, groups, dropout=None):
+    """model.SeparableGapNet whose three after -> after 1x1 convs are
+    grouped, with a channel shuffle after each (grouped())."""
+    b, a, d = before, after, dropout
+    return model.TinyNet(
+        *conv(1, b, padding=1, dropout=d),                  # b x28x28  RF 3
+        *conv(b, b, padding=1, dropout=d, separable=True),  # b x28x28  RF 5
+        nn.MaxPool2d(2),                                    # b x14x14  RF 6
+        *conv(b, a, dropout=d, separable=True),             # a x12x12  RF 10
+        *grouped(a, groups, d),                             # a x10x10  RF 14
+        *grouped(a, groups, d),                             # a x8x8    RF 18
+        *grouped(a, groups, d),                             # a x6x6    RF 22
+        nn.AvgPool2d(6),                                    # a x1x1    RF 32
+        nn.Conv2d(a, 10, 1, bias=False),                    # 10x1x1
+    )
+
+
 class ShiftNorm(nn.BatchNorm2d):
     """BatchNorm with a learnt shift but no learnt scale: before a ReLU and
     a bias-free conv the scale is redundant (its size passes through the ReLU
@@ -152,6 +178,7 @@ CANDIDATES = {
     "shift10_16": named(shift_norm, 10, 16),
     "three10_19": named(deep_after, 10, 19, 3),
     "five10_13": named(deep_after, 10, 13, 5),
+    "shuffle11_18": named(shuffled, 11, 18, 2),
 }
 
 
