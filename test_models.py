@@ -615,6 +615,7 @@ class TestSeeds(CommandLineCase):
     @unittest.skipUnless(os.name == "posix", "sends SIGINT")
     def test_ctrl_c_ends_every_worker_and_keeps_their_epochs(self):
         paths = [Path(self.history.format(step=6, seed=seed)) for seed in (1, 2, 3)]
+        returned = threading.Event()
 
         def ctrl_c_when_both_workers_are_two_epochs_in():
             for _ in range(1200):
@@ -624,11 +625,15 @@ class TestSeeds(CommandLineCase):
                 except (OSError, ValueError):
                     pass
                 time.sleep(0.05)
-            os.kill(os.getpid(), signal.SIGINT)  # this process is the parent: as at a terminal
+            if not returned.is_set():  # a Ctrl-C after the run would hit another test
+                os.kill(os.getpid(), signal.SIGINT)  # this process is the parent: as at a terminal
         threading.Thread(target=ctrl_c_when_both_workers_are_two_epochs_in, daemon=True).start()
-        result = run_main("--step", "6", "--epochs", "50", "--limit-batches", "2", "--val", "200",
+        # epochs of 20 batches: seeds 1 and 2 are still training when the Ctrl-C comes, not
+        # done, with seed 3's worker being started (a Ctrl-C then is ignored, as it is born)
+        result = run_main("--step", "6", "--epochs", "50", "--limit-batches", "20", "--val", "200",
                           "--seeds", "1", "2", "3", "--jobs", "2", "--history", self.history,
                           "--no-plots")
+        returned.set()
         self.assert_clean_error(result, "interrupted", "--resume", code=130)
         self.assertEqual(multiprocessing.active_children(), [])  # every worker ended
         for path in paths[:2]:
