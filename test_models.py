@@ -627,9 +627,11 @@ class TestSeeds(CommandLineCase):
                 time.sleep(0.05)
             if not returned.is_set():  # a Ctrl-C after the run would hit another test
                 os.kill(os.getpid(), signal.SIGINT)  # this process is the parent: as at a terminal
+        # Python raises KeyboardInterrupt only if SIGINT was not ignored when it started (a
+        # background job, `cmd &`, starts ignoring it): as at a terminal, whoever started us
+        handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+        self.addCleanup(signal.signal, signal.SIGINT, handler)
         threading.Thread(target=ctrl_c_when_both_workers_are_two_epochs_in, daemon=True).start()
-        # epochs of 20 batches: seeds 1 and 2 are still training when the Ctrl-C comes, not
-        # done, with seed 3's worker being started (a Ctrl-C then is ignored, as it is born)
         result = run_main("--step", "6", "--epochs", "50", "--limit-batches", "20", "--val", "200",
                           "--seeds", "1", "2", "3", "--jobs", "2", "--history", self.history,
                           "--no-plots")
