@@ -632,7 +632,7 @@ class TestSeeds(CommandLineCase):
         handler = signal.signal(signal.SIGINT, signal.default_int_handler)
         self.addCleanup(signal.signal, signal.SIGINT, handler)
         threading.Thread(target=ctrl_c_when_both_workers_are_two_epochs_in, daemon=True).start()
-        result = run_main("--step", "6", "--epochs", "50", "--limit-batches", "20", "--val", "200",
+        result = run_main("--step", "6", "--epochs", "50", "--limit-batches", "2", "--val", "200",
                           "--seeds", "1", "2", "3", "--jobs", "2", "--history", self.history,
                           "--no-plots")
         returned.set()

@@ -32,14 +32,19 @@ def logits_map(c_in):
     return [nn.Conv2d(c_in, c_in, 3, groups=c_in, bias=False), nn.Conv2d(c_in, 10, 1, bias=False)]
 
 
+def stem(b, d):
+    """Net8's first rows: a padded conv, a padded separable conv (b channels,
+    28x28), the max-pool to 14x14."""
+    return [*conv(1, b, padding=1, dropout=d), *conv(b, b, padding=1, dropout=d, separable=True),
+            nn.MaxPool2d(2)]
+
+
 def no_head(before, after, dropout=None):
     """Net8's layout (model.SeparableGapNet) whose last separable conv gives
     the 10 class maps: no BatchNorm, ReLU or 1x1 head after it."""
     b, a, d = before, after, dropout
     return model.TinyNet(
-        *conv(1, b, padding=1, dropout=d),                  # b x28x28  RF 3
-        *conv(b, b, padding=1, dropout=d, separable=True),  # b x28x28  RF 5
-        nn.MaxPool2d(2),                                    # b x14x14  RF 6
+        *stem(b, d),                                        # b x14x14  RF 6
         *conv(b, a, dropout=d, separable=True),             # a x12x12  RF 10
         *conv(a, a, dropout=d, separable=True),             # a x10x10  RF 14
         *conv(a, a, dropout=d, separable=True),             # a x8x8    RF 18
@@ -85,9 +90,7 @@ def residual(before, after, dropout=None):
     same-width separable convs (after -> after)."""
     b, a, d = before, after, dropout
     return model.TinyNet(
-        *conv(1, b, padding=1, dropout=d),                       # b x28x28  RF 3
-        *conv(b, b, padding=1, dropout=d, separable=True),       # b x28x28  RF 5
-        nn.MaxPool2d(2),                                         # b x14x14  RF 6
+        *stem(b, d),                                        # b x14x14  RF 6
         *conv(b, a, dropout=d, separable=True),                  # a x12x12  RF 10
         Residual(*conv(a, a, dropout=d, separable=True)),        # a x10x10  RF 14
         Residual(*conv(a, a, dropout=d, separable=True)),        # a x8x8    RF 18
@@ -104,9 +107,7 @@ def deep_after(before, after, layers, dropout=None):
     b, a, d = before, after, dropout
     widths = [b] + [a] * layers
     return model.TinyNet(
-        *conv(1, b, padding=1, dropout=d),                  # b x28x28  RF 3
-        *conv(b, b, padding=1, dropout=d, separable=True),  # b x28x28  RF 5
-        nn.MaxPool2d(2),                                    # b x14x14  RF 6
+        *stem(b, d),                                        # b x14x14  RF 6
         *[layer for c_in, c_out in zip(widths, widths[1:])
           for layer in conv(c_in, c_out, dropout=d, separable=True)],
         nn.AvgPool2d(14 - 2 * layers),                      # a x1x1    RF 32
@@ -128,9 +129,7 @@ def shuffled(before, after, groups, dropout=None):
     grouped, with a channel shuffle after each (grouped())."""
     b, a, d = before, after, dropout
     return model.TinyNet(
-        *conv(1, b, padding=1, dropout=d),                  # b x28x28  RF 3
-        *conv(b, b, padding=1, dropout=d, separable=True),  # b x28x28  RF 5
-        nn.MaxPool2d(2),                                    # b x14x14  RF 6
+        *stem(b, d),                                        # b x14x14  RF 6
         *conv(b, a, dropout=d, separable=True),             # a x12x12  RF 10
         *grouped(a, groups, d),                             # a x10x10  RF 14
         *grouped(a, groups, d),                             # a x8x8    RF 18
