@@ -163,6 +163,98 @@ def shift_norm(before, after, dropout=None):
     return net
 
 
+def mobilenet_v1(c_in, c_out, padding=0, dropout=None):
+    """A separable conv with BatchNorm and ReLU after its depthwise conv too
+    (MobileNetV1's block): twice the nonlinear layers for 2 c_in parameters."""
+    layers = conv(c_in, c_out, padding=padding, dropout=dropout, separable=True)
+    return [layers[0], nn.BatchNorm2d(c_in), nn.ReLU(), *layers[1:]]
+
+
+def mobilenet(before, after, dropout=None):
+    """model.SeparableGapNet with every separable conv a mobilenet_v1 block."""
+    b, a, d = before, after, dropout
+    return model.TinyNet(
+        *conv(1, b, padding=1, dropout=d),                  # b x28x28  RF 3
+        *mobilenet_v1(b, b, padding=1, dropout=d),          # b x28x28  RF 5
+        nn.MaxPool2d(2),                                    # b x14x14  RF 6
+        *mobilenet_v1(b, a, dropout=d),                     # a x12x12  RF 10
+        *mobilenet_v1(a, a, dropout=d),                     # a x10x10  RF 14
+        *mobilenet_v1(a, a, dropout=d),                     # a x8x8    RF 18
+        *mobilenet_v1(a, a, dropout=d),                     # a x6x6    RF 22
+        nn.AvgPool2d(6),                                    # a x1x1    RF 32
+        nn.Conv2d(a, 10, 1, bias=False),                    # 10x1x1
+    )
+
+
+class ECA(nn.Module):
+    """Efficient channel attention (Wang et al., ECA-Net): each channel scaled
+    by a sigmoid of a 3-tap conv across the channels' global means; 3
+    parameters, a per-image gate."""
+
+    def __init__(self):
+        super().__init__()
+        self.mix = nn.Conv1d(1, 1, 3, padding=1, bias=False)
+
+    def forward(self, x):
+        gate = self.mix(x.mean((2, 3)).unsqueeze(1)).sigmoid()   # N x 1 x C
+        return x * gate.squeeze(1)[:, :, None, None]
+
+
+def attention(before, after, dropout=None):
+    """model.SeparableGapNet with an ECA gate after each separable conv after
+    the pool."""
+    b, a, d = before, after, dropout
+    return model.TinyNet(
+        *stem(b, d),                                        # b x14x14  RF 6
+        *conv(b, a, dropout=d, separable=True), ECA(),      # a x12x12  RF 10
+        *conv(a, a, dropout=d, separable=True), ECA(),      # a x10x10  RF 14
+        *conv(a, a, dropout=d, separable=True), ECA(),      # a x8x8    RF 18
+        *conv(a, a, dropout=d, separable=True), ECA(),      # a x6x6    RF 22
+        nn.AvgPool2d(6),                                    # a x1x1    RF 32
+        nn.Conv2d(a, 10, 1, bias=False),                    # 10x1x1
+    )
+
+
+class Shift(nn.Module):
+    """A zero-parameter stand-in for a depthwise 3x3 conv (Wu et al., "Shift"):
+    channel i is moved one pixel towards tap i mod 9 of the 3x3 (the centre
+    included): a depthwise conv whose fixed kernels are one-hot. Unpadded,
+    the map loses a pixel each side, as an unpadded 3x3 conv's does."""
+
+    def __init__(self, channels, padding=0):
+        super().__init__()
+        self.padding = padding
+        kernel = torch.zeros(channels, 9)
+        kernel[torch.arange(channels), torch.arange(channels) % 9] = 1
+        self.register_buffer("kernel", kernel.view(channels, 1, 3, 3), persistent=False)
+
+    def forward(self, x):
+        return nn.functional.conv2d(x, self.kernel, padding=self.padding, groups=x.shape[1])
+
+
+def shift_conv(c_in, c_out, padding=0, dropout=None):
+    """A separable conv whose depthwise 3x3 is a Shift: only the 1x1 learns."""
+    layers = conv(c_in, c_out, padding=padding, dropout=dropout, separable=True)
+    return [Shift(c_in, padding), *layers[1:]]
+
+
+def shifted(before, after, dropout=None):
+    """model.SeparableGapNet with every depthwise 3x3 after the first conv a
+    Shift (shift_conv): the 9 c of each spent on width."""
+    b, a, d = before, after, dropout
+    return model.TinyNet(
+        *conv(1, b, padding=1, dropout=d),                  # b x28x28  RF 3
+        *shift_conv(b, b, padding=1, dropout=d),            # b x28x28  RF 5
+        nn.MaxPool2d(2),                                    # b x14x14  RF 6
+        *shift_conv(b, a, dropout=d),                       # a x12x12  RF 10
+        *shift_conv(a, a, dropout=d),                       # a x10x10  RF 14
+        *shift_conv(a, a, dropout=d),                       # a x8x8    RF 18
+        *shift_conv(a, a, dropout=d),                       # a x6x6    RF 22
+        nn.AvgPool2d(6),                                    # a x1x1    RF 32
+        nn.Conv2d(a, 10, 1, bias=False),                    # 10x1x1
+    )
+
+
 def named(builder, *widths):
     return lambda dropout=None: builder(*widths, dropout=dropout)
 
@@ -178,6 +270,9 @@ CANDIDATES = {
     "three10_19": named(deep_after, 10, 19, 3),
     "five10_13": named(deep_after, 10, 13, 5),
     "shuffle11_18": named(shuffled, 11, 18, 2),
+    "mnv1_11_14": named(mobilenet, 11, 14),
+    "eca11_15": named(attention, 11, 15),
+    "zeroshift12_19": named(shifted, 12, 19),
 }
 
 
