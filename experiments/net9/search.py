@@ -255,6 +255,35 @@ def shifted(before, after, dropout=None):
     )
 
 
+class CReLU(nn.Module):
+    """Concatenated ReLU (Shang et al.): [relu(x), relu(-x)], twice the
+    channels for nothing; early conv filters tend to come in opposite pairs."""
+
+    def forward(self, x):
+        return torch.cat([x.relu(), (-x).relu()], 1)
+
+
+def paired(c_in, c_out):
+    """A separable conv to c_out / 2 channels, BatchNorm, then CReLU: c_out."""
+    layers = conv(c_in, c_out // 2, separable=True)
+    return [*layers[:-1], CReLU()]
+
+
+def crelu(before, after, dropout=None):
+    """model.SeparableGapNet whose separable convs after the pool each give
+    `after` / 2 channels, doubled by CReLU (paired())."""
+    b, a = before, after
+    return model.TinyNet(
+        *stem(b, dropout),                                  # b x14x14  RF 6
+        *paired(b, a),                                      # a x12x12  RF 10
+        *paired(a, a),                                      # a x10x10  RF 14
+        *paired(a, a),                                      # a x8x8    RF 18
+        *paired(a, a),                                      # a x6x6    RF 22
+        nn.AvgPool2d(6),                                    # a x1x1    RF 32
+        nn.Conv2d(a, 10, 1, bias=False),                    # 10x1x1
+    )
+
+
 def named(builder, *widths):
     return lambda dropout=None: builder(*widths, dropout=dropout)
 
@@ -273,6 +302,7 @@ CANDIDATES = {
     "mnv1_11_14": named(mobilenet, 11, 14),
     "eca11_15": named(attention, 11, 15),
     "zeroshift12_19": named(shifted, 12, 19),
+    "crelu11_20": named(crelu, 11, 20),
 }
 
 
