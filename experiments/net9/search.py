@@ -284,6 +284,23 @@ def crelu(before, after, dropout=None):
     )
 
 
+def wide_first(first, before, after, dropout=None):
+    """model.SeparableGapNet whose first conv gives `first` channels and its
+    padded separable conv `before`: more of the one full 3x3 conv."""
+    f, b, a, d = first, before, after, dropout
+    return model.TinyNet(
+        *conv(1, f, padding=1, dropout=d),                  # f x28x28  RF 3
+        *conv(f, b, padding=1, dropout=d, separable=True),  # b x28x28  RF 5
+        nn.MaxPool2d(2),                                    # b x14x14  RF 6
+        *conv(b, a, dropout=d, separable=True),             # a x12x12  RF 10
+        *conv(a, a, dropout=d, separable=True),             # a x10x10  RF 14
+        *conv(a, a, dropout=d, separable=True),             # a x8x8    RF 18
+        *conv(a, a, dropout=d, separable=True),             # a x6x6    RF 22
+        nn.AvgPool2d(6),                                    # a x1x1    RF 32
+        nn.Conv2d(a, 10, 1, bias=False),                    # 10x1x1
+    )
+
+
 def named(builder, *widths):
     return lambda dropout=None: builder(*widths, dropout=dropout)
 
@@ -303,6 +320,7 @@ CANDIDATES = {
     "eca11_15": named(attention, 11, 15),
     "zeroshift12_19": named(shifted, 12, 19),
     "crelu11_20": named(crelu, 11, 20),
+    "first16_11_14": named(wide_first, 16, 11, 14),
 }
 
 
