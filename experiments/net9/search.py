@@ -301,6 +301,23 @@ def wide_first(first, before, after, dropout=None):
     )
 
 
+def tied(before, after, dropout=None):
+    """model.SeparableGapNet whose three after -> after separable convs are
+    one conv applied three times (its depthwise and 1x1 weights shared),
+    each time with a BatchNorm of its own: the width of a net with three
+    times those weights."""
+    b, a, d = before, after, dropout
+    shared = conv(a, a, dropout=d, separable=True)[:2]
+    return model.TinyNet(
+        *stem(b, d),                                        # b x14x14  RF 6
+        *conv(b, a, dropout=d, separable=True),             # a x12x12  RF 10
+        *[layer for _ in range(3)                           # a x10, 8, 6  RF 14, 18, 22
+          for layer in (*shared, nn.BatchNorm2d(a), nn.ReLU())],
+        nn.AvgPool2d(6),                                    # a x1x1    RF 32
+        nn.Conv2d(a, 10, 1, bias=False),                    # 10x1x1
+    )
+
+
 def named(builder, *widths):
     return lambda dropout=None: builder(*widths, dropout=dropout)
 
@@ -321,6 +338,8 @@ CANDIDATES = {
     "zeroshift12_19": named(shifted, 12, 19),
     "crelu11_20": named(crelu, 11, 20),
     "first16_11_14": named(wide_first, 16, 11, 14),
+    "tied14_21": named(tied, 14, 21),
+    "tied11_24": named(tied, 11, 24),
 }
 
 
