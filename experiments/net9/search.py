@@ -318,6 +318,30 @@ def tied(before, after, dropout=None):
     )
 
 
+class BlurPool(nn.Module):
+    """Anti-aliased max-pooling (Zhang, "Making convolutional networks
+    shift-invariant again"): a max over 2x2 at stride 1, then a fixed
+    [1 2 1] x [1 2 1] / 16 blur at stride 2. No parameters; 28x28 -> 14x14."""
+
+    def __init__(self, channels):
+        super().__init__()
+        tap = torch.tensor([1.0, 2.0, 1.0])
+        kernel = (tap[:, None] * tap[None, :] / 16).expand(channels, 1, 3, 3).contiguous()
+        self.register_buffer("kernel", kernel, persistent=False)
+
+    def forward(self, x):
+        x = nn.functional.max_pool2d(x, 2, stride=1)
+        return nn.functional.conv2d(x, self.kernel, stride=2, padding=1, groups=x.shape[1])
+
+
+def blurred(before, after, dropout=None):
+    """model.SeparableGapNet with its max-pool anti-aliased (BlurPool)."""
+    net = model.SeparableGapNet(before, after, dropout)
+    i = next(i for i, layer in enumerate(net.layers) if isinstance(layer, nn.MaxPool2d))
+    net.layers[i] = BlurPool(before)
+    return net
+
+
 def named(builder, *widths):
     return lambda dropout=None: builder(*widths, dropout=dropout)
 
@@ -340,6 +364,7 @@ CANDIDATES = {
     "first16_11_14": named(wide_first, 16, 11, 14),
     "tied14_21": named(tied, 14, 21),
     "tied11_24": named(tied, 11, 24),
+    "blur11_15": named(blurred, 11, 15),
 }
 
 
