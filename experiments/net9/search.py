@@ -39,6 +39,23 @@ def stem(b, d):
             nn.MaxPool2d(2)]
 
 
+def layout(block, before, after, dropout=None):
+    """model.SeparableGapNet's layout with `block(c_in, c_out, padding,
+    dropout)` (a list of layers) in place of each of its separable convs."""
+    b, a, d = before, after, dropout
+    return model.TinyNet(
+        *conv(1, b, padding=1, dropout=d),                  # b x28x28  RF 3
+        *block(b, b, 1, d),                                 # b x28x28  RF 5
+        nn.MaxPool2d(2),                                    # b x14x14  RF 6
+        *block(b, a, 0, d),                                 # a x12x12  RF 10
+        *block(a, a, 0, d),                                 # a x10x10  RF 14
+        *block(a, a, 0, d),                                 # a x8x8    RF 18
+        *block(a, a, 0, d),                                 # a x6x6    RF 22
+        nn.AvgPool2d(6),                                    # a x1x1    RF 32
+        nn.Conv2d(a, 10, 1, bias=False),                    # 10x1x1
+    )
+
+
 def no_head(before, after, dropout=None):
     """Net8's layout (model.SeparableGapNet) whose last separable conv gives
     the 10 class maps: no BatchNorm, ReLU or 1x1 head after it."""
@@ -165,25 +182,10 @@ def shift_norm(before, after, dropout=None):
 
 def mobilenet_v1(c_in, c_out, padding=0, dropout=None):
     """A separable conv with BatchNorm and ReLU after its depthwise conv too
-    (MobileNetV1's block): twice the nonlinear layers for 2 c_in parameters."""
+    (MobileNetV1's block): twice the nonlinear layers for 2 c_in parameters.
+    In layout(): mnv1_11_14."""
     layers = conv(c_in, c_out, padding=padding, dropout=dropout, separable=True)
     return [layers[0], nn.BatchNorm2d(c_in), nn.ReLU(), *layers[1:]]
-
-
-def mobilenet(before, after, dropout=None):
-    """model.SeparableGapNet with every separable conv a mobilenet_v1 block."""
-    b, a, d = before, after, dropout
-    return model.TinyNet(
-        *conv(1, b, padding=1, dropout=d),                  # b x28x28  RF 3
-        *mobilenet_v1(b, b, padding=1, dropout=d),          # b x28x28  RF 5
-        nn.MaxPool2d(2),                                    # b x14x14  RF 6
-        *mobilenet_v1(b, a, dropout=d),                     # a x12x12  RF 10
-        *mobilenet_v1(a, a, dropout=d),                     # a x10x10  RF 14
-        *mobilenet_v1(a, a, dropout=d),                     # a x8x8    RF 18
-        *mobilenet_v1(a, a, dropout=d),                     # a x6x6    RF 22
-        nn.AvgPool2d(6),                                    # a x1x1    RF 32
-        nn.Conv2d(a, 10, 1, bias=False),                    # 10x1x1
-    )
 
 
 class ECA(nn.Module):
@@ -233,26 +235,10 @@ class Shift(nn.Module):
 
 
 def shift_conv(c_in, c_out, padding=0, dropout=None):
-    """A separable conv whose depthwise 3x3 is a Shift: only the 1x1 learns."""
+    """A separable conv whose depthwise 3x3 is a Shift: only the 1x1 learns.
+    In layout(), every separable conv: zeroshift12_19."""
     layers = conv(c_in, c_out, padding=padding, dropout=dropout, separable=True)
     return [Shift(c_in, padding), *layers[1:]]
-
-
-def shifted(before, after, dropout=None):
-    """model.SeparableGapNet with every depthwise 3x3 after the first conv a
-    Shift (shift_conv): the 9 c of each spent on width."""
-    b, a, d = before, after, dropout
-    return model.TinyNet(
-        *conv(1, b, padding=1, dropout=d),                  # b x28x28  RF 3
-        *shift_conv(b, b, padding=1, dropout=d),            # b x28x28  RF 5
-        nn.MaxPool2d(2),                                    # b x14x14  RF 6
-        *shift_conv(b, a, dropout=d),                       # a x12x12  RF 10
-        *shift_conv(a, a, dropout=d),                       # a x10x10  RF 14
-        *shift_conv(a, a, dropout=d),                       # a x8x8    RF 18
-        *shift_conv(a, a, dropout=d),                       # a x6x6    RF 22
-        nn.AvgPool2d(6),                                    # a x1x1    RF 32
-        nn.Conv2d(a, 10, 1, bias=False),                    # 10x1x1
-    )
 
 
 class CReLU(nn.Module):
@@ -357,9 +343,9 @@ CANDIDATES = {
     "three10_19": named(deep_after, 10, 19, 3),
     "five10_13": named(deep_after, 10, 13, 5),
     "shuffle11_18": named(shuffled, 11, 18, 2),
-    "mnv1_11_14": named(mobilenet, 11, 14),
+    "mnv1_11_14": named(layout, mobilenet_v1, 11, 14),
     "eca11_15": named(attention, 11, 15),
-    "zeroshift12_19": named(shifted, 12, 19),
+    "zeroshift12_19": named(layout, shift_conv, 12, 19),
     "crelu11_20": named(crelu, 11, 20),
     "first16_11_14": named(wide_first, 16, 11, 14),
     "tied14_21": named(tied, 14, 21),
