@@ -334,7 +334,8 @@ def named(builder, *widths):
 
 CANDIDATES = {
     # Net8's search, model.SeparableGapNet(before, after): Net8 is sep14_19
-    **{f"sep{b}_{a}": named(model.SeparableGapNet, b, a) for b, a in ((14, 19), (10, 14), (11, 15), (9, 16), (6, 17))},
+    **{f"sep{b}_{a}": named(model.SeparableGapNet, b, a)
+       for b, a in ((14, 19), (10, 14), (11, 15), (9, 16), (6, 17))},
     "nohead12_16": named(no_head, 12, 16),
     "twopool8_14_16": named(two_pools, 8, 14, 16),
     "nohead14_20": named(no_head, 14, 20),
