@@ -391,6 +391,7 @@ CANDIDATES = {
     "blur11_15": named(blurred, 11, 15),
     "dsk11_15": named(deskewed, 11, 15),
     "dsk14_19": named(deskewed, 14, 19),
+    "dsk9_12": named(deskewed, 9, 12),
 }
 
 
