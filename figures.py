@@ -5,6 +5,7 @@
   test_accuracy.png       test accuracy per epoch of every step, seed 1
   consistency.png         each seed's last five epochs, steps 5 on, against 99.40 %
   ladder.png              parameters against the share of seeds that hold the target
+  deskew.png              training digits as they come and as Net9's Deskew layer shows them
   step8_seed1_curves.png  one run's loss and accuracy curves and its misclassified
   step8_seed1_misclassified.png  test digits, as a run draws them: results/saved/,
                           a run of step 8, seed 1, whose weights were kept (--save)
@@ -125,6 +126,26 @@ def ladder(runs, path):
     save(fig, path)
 
 
+def deskew(data_dir, path, n=12):
+    """The first `n` training digits, and each as Net9 sees it: deskewed."""
+    images, labels = data.load_tensors(data_dir, train=True)
+    images = (images[:n] - data.MEAN) / data.STD
+    with torch.no_grad():
+        rows = {"as they come": images, "deskewed (model.Deskew)": model.Deskew()(images)}
+    fig, axes = plt.subplots(2, n, figsize=(1.1 * n, 2.9))
+    for ax_row, (title, batch) in zip(axes, rows.items()):
+        for ax, image in zip(ax_row, batch):
+            ax.imshow(image[0].numpy(), cmap="gray_r")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        ax_row[0].set_ylabel(title, rotation=0, ha="right", va="center", fontsize=10)
+    for ax, label in zip(axes[0], labels[:n].tolist()):
+        ax.set_title(str(label), fontsize=10)
+    fig.suptitle("Deskewing: each digit sheared upright and centred by the moments of its ink",
+                 fontsize=11)
+    save(fig, path)
+
+
 def one_run(run, data_dir, out):
     """The curves and misclassified digits of the run saved as `run`.json
     (its history) and `run`.pt (its weights), drawn by train.save_plots."""
@@ -149,6 +170,7 @@ def main(argv=None):
     test_accuracy(runs, out / "test_accuracy.png")
     consistency(runs, out / "consistency.png")
     ladder(runs, out / "ladder.png")
+    deskew(args.data_dir, out / "deskew.png")
     one_run(Path(args.results) / "saved" / "step8_seed1", args.data_dir, out)
 
 

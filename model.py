@@ -1,4 +1,4 @@
-"""The networks of the MNIST experiment, Net1 ... Net6, and our Net7 and Net8.
+"""The networks of the MNIST experiment, Net1 ... Net6, and our Net7, Net8, Net9.
 
 Each net is one flat ``nn.Sequential`` whose rows are the rows of its table in
 the spec (a torchsummary/torchinfo summary prints them in that order), and each
@@ -126,14 +126,45 @@ class Net6(PaddedGapNet):
         super().__init__(10, 20, dropout)
 
 
+class Deskew(nn.Module):
+    """Moment deskewing, the classic MNIST preprocessing, as a layer with no
+    parameters: each image is sheared so that its ink's slant (the
+    covariance of x and y over the variance of y) becomes zero, and moved so
+    that its centre of mass is the image's centre; bilinear sampling. The
+    background is each image's darkest value, so normalised images work."""
+
+    def forward(self, x):
+        n, _, h, w = x.shape
+        background = x.flatten(1).amin(1)[:, None, None, None]
+        ink = (x - background).clamp(min=0)[:, 0]                      # N x H x W
+        mass = ink.sum((1, 2)).clamp(min=1e-6)
+        # affine_grid's coordinates: pixel centres in (-1, 1), x across, y down
+        ys = (torch.arange(h, device=x.device, dtype=x.dtype) * 2 + 1) / h - 1
+        xs = (torch.arange(w, device=x.device, dtype=x.dtype) * 2 + 1) / w - 1
+        my = (ink.sum(2) * ys).sum(1) / mass
+        mx = (ink.sum(1) * xs).sum(1) / mass
+        dy, dx = ys[None, :] - my[:, None], xs[None, :] - mx[:, None]
+        var_y = (ink.sum(2) * dy ** 2).sum(1) / mass
+        cov = (ink * dy[:, :, None] * dx[:, None, :]).sum((1, 2)) / mass
+        slant = cov / var_y.clamp(min=1e-6)
+        # output pixel (u, v) samples the input at (u + slant v + mx, v + my)
+        one, zero = torch.ones_like(slant), torch.zeros_like(slant)
+        theta = torch.stack([torch.stack([one, slant, mx], 1), torch.stack([zero, one, my], 1)], 1)
+        grid = F.affine_grid(theta, [n, 1, h, w], align_corners=False)
+        out = F.grid_sample(x - background, grid, mode="bilinear", padding_mode="zeros",
+                            align_corners=False)
+        return out + background  # what comes from outside the image is background
+
+
 class SeparableGapNet(TinyNet):
     """Net6's layout, one unpadded conv fewer (GAP sees 6x6), with every 3x3
     conv after the first depthwise-separable: `before` channels before the
-    pool, `after` after it."""
+    pool, `after` after it; `deskew`: the image is deskewed first."""
 
-    def __init__(self, before, after, dropout=None):
+    def __init__(self, before, after, dropout=None, deskew=False):
         b, a, d = before, after, dropout
         super().__init__(
+            *([Deskew()] if deskew else []),                    # 1x28x28   RF 1
             *conv(1, b, padding=1, dropout=d),                  # b x28x28  RF 3
             *conv(b, b, padding=1, dropout=d, separable=True),  # b x28x28  RF 5
             nn.MaxPool2d(2),                                    # b x14x14  RF 6
@@ -160,7 +191,15 @@ class Net8(SeparableGapNet):
         super().__init__(14, 19, dropout)
 
 
-NETS = {net.__name__: net for net in (Net1, Net2, Net3, Net4, Net5, Net6, Net7, Net8)}
+class Net9(SeparableGapNet):
+    """1,977 parameters: each image deskewed, then 11 channels before the
+    pool, 15 after (docs/net9.md)."""
+
+    def __init__(self, dropout=None):
+        super().__init__(11, 15, dropout, deskew=True)
+
+
+NETS = {net.__name__: net for net in (Net1, Net2, Net3, Net4, Net5, Net6, Net7, Net8, Net9)}
 
 
 def layer_table(net, size=28):

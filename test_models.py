@@ -99,9 +99,14 @@ NET7 = [*conv("14x28x28", 126, 28), *separable("14x28x28", 14), *pool("MaxPool2d
 NET8 = [*conv("14x28x28", 126, 28), *separable("14x28x28", 14), *pool("MaxPool2d", "14x14x14"),
         *separable("19x12x12", 14), *separable("19x10x10", 19), *separable("19x8x8", 19),
         *separable("19x6x6", 19), *pool("AvgPool2d", "19x1x1"), *conv("10x1x1", 190, then="")]
+# Net9 as docs/net9.md states it: Deskew (no parameters), then Net8's layout at 11 / 15
+NET9 = [("Deskew", "1x28x28", 0), *conv("11x28x28", 99, 22), *separable("11x28x28", 11),
+        *pool("MaxPool2d", "11x14x14"), *separable("15x12x12", 11), *separable("15x10x10", 15),
+        *separable("15x8x8", 15), *separable("15x6x6", 15), *pool("AvgPool2d", "15x1x1"),
+        *conv("10x1x1", 150, then="")]
 SPEC = {"Net1": (NET1, 147_344), "Net2": (net2("R"), 10_616), "Net3": (net2("RD"), 10_616),
         "Net4": (NET4, 8_172), "Net5": (NET4, 8_172), "Net6": (NET6, 6_750), "Net7": (NET7, 3_980),
-        "Net8": (NET8, 2_834)}
+        "Net8": (NET8, 2_834), "Net9": (NET9, 1_977)}
 
 
 class TestNets(unittest.TestCase):
@@ -123,6 +128,7 @@ class TestNets(unittest.TestCase):
             "Net7": ([3, 5, 5, 6, 10, 10, 14, 14, 18, 18, 22, 22, 32, 32],
                      [1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 12, 12]),
         }
+        by_hand["Net9"] = by_hand["Net7"]  # the same convs; Deskew is not a conv or pool
         for name, (rfs, jumps) in by_hand.items():
             with self.subTest(name):
                 rows = [r for r in model.layer_table(model.NETS[name]())
@@ -133,9 +139,9 @@ class TestNets(unittest.TestCase):
         self.assertRegex(text, r"AvgPool2d +25x1x1 +0 +32 +12")
         self.assertRegex(text.splitlines()[-1], r"^total +3,980$")
 
-    def test_net7_and_net8_are_under_their_limits(self):
-        self.assertLess(sum(p.numel() for p in model.Net7().parameters()), 4000)
-        self.assertLess(sum(p.numel() for p in model.Net8().parameters()), 3000)
+    def test_net7_to_net9_are_under_their_limits(self):
+        for net, limit in ((model.Net7, 4000), (model.Net8, 3000), (model.Net9, 2000)):
+            self.assertLess(sum(p.numel() for p in net().parameters()), limit)
 
     def test_outputs_are_log_probabilities(self):
         x = torch.randn(5, 1, 28, 28)
@@ -162,6 +168,43 @@ class TestNets(unittest.TestCase):
         self.assertEqual(rates, {0.2})
         self.assertEqual({m.p for m in model.Net5().modules() if isinstance(m, nn.Dropout)}, {0.05})
         self.assertFalse(any(isinstance(m, nn.Dropout) for m in model.Net2().modules()))
+
+
+def ink_moments(images):
+    """Each image's centre of mass (row, column) and slant (the covariance
+    of row and column over the variance of the row), in pixels, of its ink:
+    the pixel values above the image's darkest."""
+    ink = (images - images.flatten(1).amin(1)[:, None, None, None])[:, 0].double()
+    rows = torch.arange(28, dtype=torch.double)[:, None]
+    cols = torch.arange(28, dtype=torch.double)[None, :]
+    mass = ink.sum((1, 2))
+    r, c = (ink * rows).sum((1, 2)) / mass, (ink * cols).sum((1, 2)) / mass
+    dr, dc = rows - r[:, None, None], cols - c[:, None, None]
+    return r, c, (ink * dr * dc).sum((1, 2)) / (ink * dr ** 2).sum((1, 2))
+
+
+class TestDeskew(unittest.TestCase):
+    def test_digits_come_out_upright_and_centred(self):
+        images = (IMAGES[:512] - data.MEAN) / data.STD
+        _, _, slant = ink_moments(images)
+        self.assertGreater(slant.abs().mean(), 0.1)  # MNIST digits do lean
+        out = model.Deskew()(images)
+        r, c, slant = ink_moments(out)
+        self.assertLess(slant.abs().mean(), 0.01)
+        self.assertLess(slant.abs().max(), 0.05)
+        self.assertLess(max((r - 13.5).abs().max(), (c - 13.5).abs().max()), 0.2)
+        self.assertEqual(out.amin(), images.amin())  # the background stays the background
+
+    def test_an_upright_centred_image_is_unchanged_and_each_image_is_its_own(self):
+        cross = torch.zeros(1, 1, 28, 28)
+        cross[..., 12:16, 6:22] = cross[..., 6:22, 12:16] = 1.0
+        torch.testing.assert_close(model.Deskew()(cross), cross)
+        images = torch.cat([cross, (IMAGES[:3] - data.MEAN) / data.STD])
+        alone = torch.cat([model.Deskew()(image[None]) for image in images])
+        torch.testing.assert_close(model.Deskew()(images), alone)
+        blank = torch.full((1, 1, 28, 28), -0.5)
+        torch.testing.assert_close(model.Deskew()(blank), blank)  # no ink: no NaN
+        self.assertEqual(list(model.Deskew().parameters()), [])
 
 
 # ------------------------------------------------------------------ schedule
@@ -201,6 +244,7 @@ class TestRecipes(unittest.TestCase):
         self.assertEqual((seven["net"], seven["max_lr"], seven["pct_start"], seven["ema"],
                           seven["rotation"], seven["batch_size"]), ("Net7", 0.2, 0.15, 0.997, 10, 64))
         self.assertEqual(config("--step", "8"), dict(seven, step=8, net="Net8"))
+        self.assertEqual(config("--step", "9"), dict(seven, step=9, net="Net9"))
         self.assertEqual(config()["net"], "Net5")
         flagged = config("--step", "7", "--max-lr", "0.05", "--pct-start", "0.3", "--ema", "0",
                          "--rotation", "0", "--batch-size", "32", "--epochs", "3")
@@ -428,12 +472,14 @@ class TestRuns(CommandLineCase):
         self.assertEqual(written, ["runs/step2_seed1.json", "runs/step2_seed1_curves.png",
                                    "runs/step2_seed1_misclassified.png"])
 
-    def test_step8_short_run_prints_documented_lines(self):
-        status, out, err = run_main("--step", "8", "--epochs", "2", "--limit-batches", "2",
-                                    "--history", self.history, "--no-plots")
-        self.assertEqual(status, 0, err)
-        self.assertIn("Parameters: 2,834", out)
-        self.check_log(out, epochs=2, batches=2, with_lr=True)
+    def test_steps_8_and_9_short_runs_print_documented_lines(self):
+        for step, params in (("8", "2,834"), ("9", "1,977")):
+            with self.subTest(step=step):
+                status, out, err = run_main("--step", step, "--epochs", "2", "--limit-batches",
+                                            "2", "--history", self.history, "--no-plots")
+                self.assertEqual(status, 0, err)
+                self.assertIn(f"Parameters: {params}", out)
+                self.check_log(out, epochs=2, batches=2, with_lr=True)
 
     def test_report_reads_saved_histories(self):
         for seed, final in ((1, 99.45), (2, 99.35)):

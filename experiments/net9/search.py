@@ -328,42 +328,11 @@ def blurred(before, after, dropout=None):
     return net
 
 
-class Deskew(nn.Module):
-    """Moment deskewing, the classic MNIST preprocessing (LeCun et al.'s
-    table lists it beside many classifiers), as a first layer with no
-    parameters: each image is sheared so that its ink's principal slant
-    (the covariance of x and y over the variance of y) becomes vertical,
-    and moved so that its centre of mass is the image's centre. The same
-    for training and test images; one view of each, not an augmentation."""
-
-    def forward(self, x):
-        n, _, h, w = x.shape
-        background = x.flatten(1).amin(1)[:, None, None, None]
-        ink = (x - background).clamp(min=0)[:, 0]                      # N x H x W
-        mass = ink.sum((1, 2)).clamp(min=1e-6)
-        # affine_grid's coordinates: pixel centres in (-1, 1), x across, y down
-        ys = (torch.arange(h, device=x.device, dtype=x.dtype) * 2 + 1) / h - 1
-        xs = (torch.arange(w, device=x.device, dtype=x.dtype) * 2 + 1) / w - 1
-        my = (ink.sum(2) * ys).sum(1) / mass
-        mx = (ink.sum(1) * xs).sum(1) / mass
-        dy, dx = ys[None, :] - my[:, None], xs[None, :] - mx[:, None]
-        var_y = (ink.sum(2) * dy ** 2).sum(1) / mass
-        cov = (ink * dy[:, :, None] * dx[:, None, :]).sum((1, 2)) / mass
-        slant = cov / var_y.clamp(min=1e-6)
-        # output (u, v) samples input (u + slant v + mx, v + my)
-        one, zero = torch.ones_like(slant), torch.zeros_like(slant)
-        theta = torch.stack([torch.stack([one, slant, mx], 1), torch.stack([zero, one, my], 1)], 1)
-        grid = nn.functional.affine_grid(theta, [n, 1, h, w], align_corners=False)
-        out = nn.functional.grid_sample(x - background, grid, mode="bilinear",
-                                        padding_mode="zeros", align_corners=False)
-        return out + background
-
 
 def deskewed(before, after, dropout=None):
-    """model.SeparableGapNet that sees each image deskewed (Deskew)."""
-    net = model.SeparableGapNet(before, after, dropout)
-    return model.TinyNet(Deskew(), *net.layers)
-
+    """model.SeparableGapNet that sees each image deskewed (model.Deskew;
+    round 16 ran a copy of it here, the same code, commit 7f8aab4)."""
+    return model.SeparableGapNet(before, after, dropout, deskew=True)
 
 def named(builder, *widths):
     return lambda dropout=None: builder(*widths, dropout=dropout)
