@@ -5,7 +5,7 @@
   test_accuracy.png       test accuracy per epoch of every step, seed 1
   consistency.png         each seed's last five epochs, steps 5 on, against 99.40 %
   ladder.png              parameters against the share of seeds that hold the target
-  deskew.png              training digits as they come and as Net9's Deskew layer shows them
+  deskew.png              training digits as they come and as Net8's Deskew layer shows them
   step8_seed1_curves.png  one run's loss and accuracy curves and its misclassified
   step8_seed1_misclassified.png  test digits, as a run draws them: results/saved/,
                           a run of step 8, seed 1, whose weights were kept (--save)
@@ -127,7 +127,7 @@ def ladder(runs, path):
 
 
 def deskew(data_dir, path, n=12):
-    """The first `n` training digits, and each as Net9 sees it: deskewed."""
+    """The first `n` training digits, and each as Net8 sees it: deskewed."""
     images, labels = data.load_tensors(data_dir, train=True)
     images = (images[:n] - data.MEAN) / data.STD
     with torch.no_grad():

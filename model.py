@@ -1,4 +1,4 @@
-"""The networks of the MNIST experiment, Net1 ... Net6, and our Net7, Net8, Net9.
+"""The networks of the MNIST experiment, Net1 ... Net6, and our Net7 and Net8.
 
 Each net is one flat ``nn.Sequential`` whose rows are the rows of its table in
 the spec (a torchsummary/torchinfo summary prints them in that order), and each
@@ -185,21 +185,14 @@ class Net7(SeparableGapNet):
 
 
 class Net8(SeparableGapNet):
-    """2,834 parameters: 14 channels before the pool, 19 after (docs/net8.md)."""
+    """2,834 parameters: each image deskewed, then 14 channels before the
+    pool, 19 after (docs/net8.md)."""
 
     def __init__(self, dropout=None):
-        super().__init__(14, 19, dropout)
+        super().__init__(14, 19, dropout, deskew=True)
 
 
-class Net9(SeparableGapNet):
-    """1,977 parameters: each image deskewed, then 11 channels before the
-    pool, 15 after (docs/net9.md)."""
-
-    def __init__(self, dropout=None):
-        super().__init__(11, 15, dropout, deskew=True)
-
-
-NETS = {net.__name__: net for net in (Net1, Net2, Net3, Net4, Net5, Net6, Net7, Net8, Net9)}
+NETS = {net.__name__: net for net in (Net1, Net2, Net3, Net4, Net5, Net6, Net7, Net8)}
 
 
 def layer_table(net, size=28):

@@ -376,8 +376,8 @@ def table():
             "|---|---|---|---|---|---|"]
     groups = {}
     for path in sorted(RUNS.glob("*_seed*.json")):
-        h = json.loads(path.read_text())
-        if len(h["epochs"]) == h["config"]["epochs"]:
+        h = json.loads(path.read_text())  # test runs (test_*) are read by train.py --report
+        if len(h["epochs"]) == h["config"]["epochs"] and h["evaluated_on"] == "validation":
             groups.setdefault(path.name.rsplit("_seed", 1)[0], []).append(h)
     for run, histories in groups.items():
         v, t5 = zip(*map(scores, histories))
