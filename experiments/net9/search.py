@@ -328,11 +328,11 @@ def blurred(before, after, dropout=None):
     return net
 
 
-
 def deskewed(before, after, dropout=None):
     """model.SeparableGapNet that sees each image deskewed (model.Deskew;
     round 16 ran a copy of it here, the same code, commit 7f8aab4)."""
     return model.SeparableGapNet(before, after, dropout, deskew=True)
+
 
 def named(builder, *widths):
     return lambda dropout=None: builder(*widths, dropout=dropout)
