@@ -97,8 +97,9 @@ NET7 = [*conv("14x28x28", 126, 28), *separable("14x28x28", 14), *pool("MaxPool2d
         *separable("25x12x12", 14), *separable("25x10x10", 25), *separable("25x8x8", 25),
         *separable("25x6x6", 25), *pool("AvgPool2d", "25x1x1"), *conv("10x1x1", 250, then="")]
 NET8 = [("Deskew", "1x28x28", 0), *conv("14x28x28", 126, 28), *separable("14x28x28", 14),
-        *pool("MaxPool2d", "14x14x14"), *separable("19x12x12", 14), *separable("19x10x10", 19), *separable("19x8x8", 19),
-        *separable("19x6x6", 19), *pool("AvgPool2d", "19x1x1"), *conv("10x1x1", 190, then="")]
+        *pool("MaxPool2d", "14x14x14"), *separable("19x12x12", 14), *separable("19x10x10", 19),
+        *separable("19x8x8", 19), *separable("19x6x6", 19), *pool("AvgPool2d", "19x1x1"),
+        *conv("10x1x1", 190, then="")]
 SPEC = {"Net1": (NET1, 147_344), "Net2": (net2("R"), 10_616), "Net3": (net2("RD"), 10_616),
         "Net4": (NET4, 8_172), "Net5": (NET4, 8_172), "Net6": (NET6, 6_750), "Net7": (NET7, 3_980),
         "Net8": (NET8, 2_834)}
