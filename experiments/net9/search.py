@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -334,6 +335,49 @@ def deskewed(before, after, dropout=None):
     return model.SeparableGapNet(before, after, dropout, deskew=True)
 
 
+class Thickness(nn.Module):
+    """Training only: each image's strokes thickened or thinned by a random
+    amount t in (-s, s): blended toward its 3x3 grey dilation (t > 0) or
+    erosion (t < 0) by |t|. No parameters; the identity in eval mode."""
+
+    def __init__(self, strength):
+        super().__init__()
+        self.strength = strength
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        t = torch.empty(len(x), 1, 1, 1, device=x.device).uniform_(-self.strength, self.strength)
+        dilated, eroded = F.max_pool2d(x, 3, 1, 1), -F.max_pool2d(-x, 3, 1, 1)
+        return x + t.clamp(min=0) * (dilated - x) + (-t).clamp(min=0) * (eroded - x)
+
+
+class Zoom(nn.Module):
+    """Training only: each image scaled about its centre by a random factor
+    in (1 - s, 1 + s), bilinear, the background (its darkest value) filled
+    in. No parameters; the identity in eval mode."""
+
+    def __init__(self, strength):
+        super().__init__()
+        self.strength = strength
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        n = len(x)
+        scale = torch.empty(n, device=x.device).uniform_(1 - self.strength, 1 + self.strength)
+        theta = torch.zeros(n, 2, 3, device=x.device)
+        theta[:, 0, 0] = theta[:, 1, 1] = 1 / scale  # output to input coordinates
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        background = x.flatten(1).amin(1)[:, None, None, None]
+        return F.grid_sample(x - background, grid, align_corners=False) + background
+
+
+def augmented(augment, before, after, dropout=None):
+    """`augment` (training only) in front of the deskewed net: round 19."""
+    return model.TinyNet(augment, *model.SeparableGapNet(before, after, dropout, deskew=True).layers)
+
+
 def named(builder, *widths):
     return lambda dropout=None: builder(*widths, dropout=dropout)
 
@@ -361,6 +405,8 @@ CANDIDATES = {
     "dsk11_15": named(deskewed, 11, 15),
     "dsk14_19": named(deskewed, 14, 19),
     "dsk9_12": named(deskewed, 9, 12),
+    "thick11_15": lambda dropout=None: augmented(Thickness(0.5), 11, 15, dropout),
+    "zoom11_15": lambda dropout=None: augmented(Zoom(0.1), 11, 15, dropout),
 }
 
 
