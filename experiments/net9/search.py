@@ -335,6 +335,13 @@ def deskewed(before, after, dropout=None):
     return model.SeparableGapNet(before, after, dropout, deskew=True)
 
 
+def stroked(before, after, dropout=None):
+    """The same, each image's strokes first made 2 pixels wide
+    (model.StrokeWidth; rounds 20-21 ran a copy of it here, the same code,
+    in front of the same layers, commit 196cd4d)."""
+    return model.SeparableGapNet(before, after, dropout, deskew=True, stroke_width=2.0)
+
+
 class Thickness(nn.Module):
     """Training only: each image's strokes thickened or thinned by a random
     amount t in (-s, s): blended toward its 3x3 grey dilation (t > 0) or
@@ -373,28 +380,6 @@ class Zoom(nn.Module):
         return F.grid_sample(x - background, grid, align_corners=False) + background
 
 
-class StrokeWidth(nn.Module):
-    """Stroke-width normalisation, on training and test images alike (no
-    parameters): a stroke w pixels wide has w / (w + 2) of the ink of its 3x3
-    grey dilation, whatever its length, so each image's width is estimated
-    from that ratio and brought to `width` by a blend toward its dilation
-    (thinner images) or erosion (thicker), up to one pixel a side per pass."""
-
-    def __init__(self, width=2.0, passes=2):
-        super().__init__()
-        self.width, self.passes = width, passes
-
-    def forward(self, x):
-        background = x.flatten(1).amin(1)[:, None, None, None]
-        ink = x - background
-        for _ in range(self.passes):
-            dilated, eroded = F.max_pool2d(ink, 3, 1, 1), -F.max_pool2d(-ink, 3, 1, 1)
-            ratio = ink.sum((1, 2, 3)) / dilated.sum((1, 2, 3)).clamp(min=1e-6)
-            t = ((self.width - 2 * ratio / (1 - ratio).clamp(min=1e-6)) / 2)[:, None, None, None]
-            ink = ink + t.clamp(0, 1) * (dilated - ink) + (-t).clamp(0, 1) * (eroded - ink)
-        return ink + background
-
-
 def augmented(augment, before, after, dropout=None):
     """`augment` (training only) in front of the deskewed net: round 19."""
     return model.TinyNet(augment, *model.SeparableGapNet(before, after, dropout, deskew=True).layers)
@@ -429,7 +414,7 @@ CANDIDATES = {
     "dsk9_12": named(deskewed, 9, 12),
     "thick11_15": lambda dropout=None: augmented(Thickness(0.5), 11, 15, dropout),
     "zoom11_15": lambda dropout=None: augmented(Zoom(0.1), 11, 15, dropout),
-    "stroke11_15": lambda dropout=None: augmented(StrokeWidth(), 11, 15, dropout),
+    "stroke11_15": named(stroked, 11, 15),
 }
 
 
