@@ -415,6 +415,7 @@ CANDIDATES = {
     "thick11_15": lambda dropout=None: augmented(Thickness(0.5), 11, 15, dropout),
     "zoom11_15": lambda dropout=None: augmented(Zoom(0.1), 11, 15, dropout),
     "stroke11_15": named(stroked, 11, 15),
+    "stroke14_19": named(stroked, 14, 19),
 }
 
 
