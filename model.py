@@ -1,4 +1,4 @@
-"""The networks of the MNIST experiment, Net1 ... Net6, and our Net7, Net8, Net9.
+"""The networks of the MNIST experiment, Net1 ... Net6, and our Net7 and Net8.
 
 Each net is one flat ``nn.Sequential`` whose rows are the rows of its table in
 the spec (a torchsummary/torchinfo summary prints them in that order), and each
@@ -156,43 +156,15 @@ class Deskew(nn.Module):
         return out + background  # what comes from outside the image is background
 
 
-class StrokeWidth(nn.Module):
-    """Stroke-width normalisation as a layer with no parameters: a stroke w
-    pixels wide has w / (w + 2) of the ink of its 3x3 grey dilation, however
-    long it is, so each image's stroke width is estimated from that ratio and
-    brought to `width` by a blend toward its dilation (thinner images) or its
-    erosion (thicker), at most a pixel a side per pass. Background as Deskew."""
-
-    def __init__(self, width=2.0, passes=2):
-        super().__init__()
-        self.width, self.passes = width, passes
-
-    def forward(self, x):
-        background = x.flatten(1).amin(1)[:, None, None, None]
-        ink = x - background
-        for _ in range(self.passes):
-            dilated, eroded = F.max_pool2d(ink, 3, 1, 1), -F.max_pool2d(-ink, 3, 1, 1)
-            ratio = ink.sum((1, 2, 3)) / dilated.sum((1, 2, 3)).clamp(min=1e-6)
-            t = ((self.width - 2 * ratio / (1 - ratio).clamp(min=1e-6)) / 2)[:, None, None, None]
-            ink = ink + t.clamp(0, 1) * (dilated - ink) + (-t).clamp(0, 1) * (eroded - ink)
-        return ink + background
-
-    def extra_repr(self):
-        return f"width={self.width}, passes={self.passes}"
-
-
 class SeparableGapNet(TinyNet):
     """Net6's layout, one unpadded conv fewer (GAP sees 6x6), with every 3x3
     conv after the first depthwise-separable: `before` channels before the
-    pool, `after` after it; `deskew`: the image is deskewed first, and before
-    that, `stroke_width`: its strokes made that many pixels wide."""
+    pool, `after` after it; `deskew`: the image is deskewed first."""
 
-    def __init__(self, before, after, dropout=None, deskew=False, stroke_width=None):
+    def __init__(self, before, after, dropout=None, deskew=False):
         b, a, d = before, after, dropout
-        shown = [StrokeWidth(stroke_width)] if stroke_width else []  # what the convs see
-        shown += [Deskew()] if deskew else []
         super().__init__(
-            *shown,                                             # 1x28x28   RF 1
+            *([Deskew()] if deskew else []),                    # 1x28x28   RF 1
             *conv(1, b, padding=1, dropout=d),                  # b x28x28  RF 3
             *conv(b, b, padding=1, dropout=d, separable=True),  # b x28x28  RF 5
             nn.MaxPool2d(2),                                    # b x14x14  RF 6
@@ -220,15 +192,7 @@ class Net8(SeparableGapNet):
         super().__init__(14, 19, dropout, deskew=True)
 
 
-class Net9(SeparableGapNet):
-    """1,977 parameters: each image's strokes made 2 pixels wide and the
-    image deskewed, then 11 channels before the pool, 15 after (docs/net9.md)."""
-
-    def __init__(self, dropout=None):
-        super().__init__(11, 15, dropout, deskew=True, stroke_width=2.0)
-
-
-NETS = {net.__name__: net for net in (Net1, Net2, Net3, Net4, Net5, Net6, Net7, Net8, Net9)}
+NETS = {net.__name__: net for net in (Net1, Net2, Net3, Net4, Net5, Net6, Net7, Net8)}
 
 
 def layer_table(net, size=28):

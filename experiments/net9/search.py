@@ -336,10 +336,9 @@ def deskewed(before, after, dropout=None):
 
 
 def stroked(before, after, dropout=None):
-    """The same, each image's strokes first made 2 pixels wide
-    (model.StrokeWidth; rounds 20-21 ran a copy of it here, the same code,
-    in front of the same layers, commit 196cd4d)."""
-    return model.SeparableGapNet(before, after, dropout, deskew=True, stroke_width=2.0)
+    """The same, each image's strokes first made 2 pixels wide (StrokeWidth;
+    it was model.StrokeWidth for round 21's test, commit 0954e56)."""
+    return augmented(StrokeWidth(2.0), before, after, dropout)
 
 
 class Thickness(nn.Module):
@@ -378,6 +377,28 @@ class Zoom(nn.Module):
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         background = x.flatten(1).amin(1)[:, None, None, None]
         return F.grid_sample(x - background, grid, align_corners=False) + background
+
+
+class StrokeWidth(nn.Module):
+    """Stroke-width normalisation, on training and test images alike (no
+    parameters): a stroke w pixels wide has w / (w + 2) of the ink of its 3x3
+    grey dilation, whatever its length, so each image's width is estimated
+    from that ratio and brought to `width` by a blend toward its dilation
+    (thinner images) or erosion (thicker), up to one pixel a side per pass."""
+
+    def __init__(self, width=2.0, passes=2):
+        super().__init__()
+        self.width, self.passes = width, passes
+
+    def forward(self, x):
+        background = x.flatten(1).amin(1)[:, None, None, None]
+        ink = x - background
+        for _ in range(self.passes):
+            dilated, eroded = F.max_pool2d(ink, 3, 1, 1), -F.max_pool2d(-ink, 3, 1, 1)
+            ratio = ink.sum((1, 2, 3)) / dilated.sum((1, 2, 3)).clamp(min=1e-6)
+            t = ((self.width - 2 * ratio / (1 - ratio).clamp(min=1e-6)) / 2)[:, None, None, None]
+            ink = ink + t.clamp(0, 1) * (dilated - ink) + (-t).clamp(0, 1) * (eroded - ink)
+        return ink + background
 
 
 def augmented(augment, before, after, dropout=None):
