@@ -135,6 +135,9 @@ def parse_args(argv=None):
     p.add_argument("--val", type=number(int, 0, TRAIN_IMAGES - 1), default=0, metavar="N",
                    help="hold out N training images and report on them instead of the test "
                         "set, for tuning (default: 0, off)")
+    p.add_argument("--val-seed", type=number(int, 0, 2**32 - 1), default=0, metavar="S",
+                   help="which N images --val holds out: another S, other images (default: "
+                        "%(default)s, the same images every run)")
     p.add_argument("--limit-batches", type=positive_int, default=None, metavar="N",
                    help="train on only N batches an epoch, for quick checks; the test "
                         "set stays whole (default: all)")
@@ -156,6 +159,8 @@ def parse_args(argv=None):
     if batch > TRAIN_IMAGES - args.val:
         p.error(f"argument --batch-size: a batch of {batch} is more than the "
                 f"{TRAIN_IMAGES - args.val:,} training images")
+    if args.val_seed and not args.val:
+        p.error("argument --val-seed: it chooses the images of --val N; give --val too")
     return args
 
 
@@ -203,8 +208,10 @@ def save_plots(net, history, test_loader, device, path):
 
 
 def measured(run):
-    """The run options that change what a history measures, beside its recipe."""
-    return dict(val=run.val, limit_batches=run.limit_batches)
+    """The run options that change what a history measures, beside its recipe
+    (val_seed only where it is not 0: older histories lack it)."""
+    split = dict(val_seed=run.val_seed) if run.val_seed else {}
+    return dict(val=run.val, limit_batches=run.limit_batches, **split)
 
 
 def train(cfg, run, seed, nets=models.NETS, on_epoch=None):
@@ -218,7 +225,7 @@ def train(cfg, run, seed, nets=models.NETS, on_epoch=None):
     save = run.save and output_path(run.save, cfg["step"], seed, "save")
     split = "Validation" if run.val else "Test"
     train_loader, test_loader = data.LOADERS[run.loader](
-        run.data_dir, cfg["batch_size"], cfg["rotation"], device, seed, run.val)
+        run.data_dir, cfg["batch_size"], cfg["rotation"], device, seed, run.val, run.val_seed)
     print(f"Device: {device}")
     net = nets[cfg["net"]](dropout=cfg["dropout"]).to(device)
     if run.channels_last:  # the weights so stored make every conv return NHWC
