@@ -1,0 +1,28 @@
+"""Round 23's measurement: how alike the stroke widths of two images are,
+by how far apart they sit in MNIST's training and test files (the
+correlation over all pairs that far apart). Writers' digits sit together.
+
+    python experiments/net9/writers.py
+"""
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+import data  # noqa: E402
+
+
+def stroke_width(images):
+    """A stroke w pixels wide has w / (w + 2) of the ink of its 3x3 dilation."""
+    ratio = images.sum((1, 2, 3)) / F.max_pool2d(images, 3, 1, 1).sum((1, 2, 3))
+    return 2 * ratio / (1 - ratio)
+
+
+for name, train in (("training", True), ("test", False)):
+    images, _ = data.load_tensors("data", train)
+    w = stroke_width(images)
+    w = (w - w.mean()) / w.std()
+    print(f"{name} file: " + ", ".join(f"{lag} apart {(w[:-lag] * w[lag:]).mean():.2f}"
+                                       for lag in (1, 2, 10, 100, 1000)))
