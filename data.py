@@ -76,27 +76,21 @@ def classic_transform(rotation):
     return transforms.Compose(steps + [transforms.ToTensor(), transforms.Normalize((MEAN,), (STD,))])
 
 
-def validation_split(val, block=None):
+def validation_split(val):
     """(train indices, validation indices): `val` of the 60,000 training
-    images held out for tuning, random ones, the same every run; or, with
-    `block` K, the K-th run of `val` consecutive ones. MNIST's training file
-    keeps each writer's digits close together, so a block shares few writers
-    with the images left to train on, as the test set shares none."""
-    if block:
-        order = torch.arange(60_000).roll(-(block - 1) * val)
-    else:
-        order = torch.randperm(60_000, generator=torch.Generator().manual_seed(0))
+    images, the same ones every run, held out for tuning."""
+    order = torch.randperm(60_000, generator=torch.Generator().manual_seed(0))
     return order[val:], order[:val]
 
 
-def classic_loaders(data_dir, batch_size, rotation, device, seed, val=0, val_block=None, workers=2):
+def classic_loaders(data_dir, batch_size, rotation, device, seed, val=0, workers=2):
     """The original pipeline: a DataLoader calling PIL and transforms per image."""
     prepare_mnist(data_dir)
     kw = dict(num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0)
     train = datasets.MNIST(data_dir, train=True, transform=classic_transform(rotation))
     test = datasets.MNIST(data_dir, train=False, transform=classic_transform(0))
     if val:
-        train_idx, val_idx = validation_split(val, val_block)
+        train_idx, val_idx = validation_split(val)
         test = Subset(datasets.MNIST(data_dir, train=True, transform=classic_transform(0)), val_idx)
         train = Subset(train, train_idx)
     shuffle = torch.Generator().manual_seed(seed)
@@ -151,12 +145,12 @@ class DeviceLoader:
             yield x, self.labels[idx]
 
 
-def device_loaders(data_dir, batch_size, rotation, device, seed, val=0, val_block=None):
+def device_loaders(data_dir, batch_size, rotation, device, seed, val=0):
     prepare_mnist(data_dir)
     images, labels = load_tensors(data_dir, True)
     test = load_tensors(data_dir, False)
     if val:
-        train_idx, val_idx = validation_split(val, val_block)
+        train_idx, val_idx = validation_split(val)
         test = images[val_idx], labels[val_idx]
         images, labels = images[train_idx], labels[train_idx]
     train = DeviceLoader(images, labels, batch_size, device, shuffle=True, rotation=rotation,

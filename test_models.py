@@ -426,7 +426,7 @@ class TestArguments(CommandLineCase):
                           ("--pct-start", "0"), ("--pct-start", "1"), ("--lr", "-1"),
                           ("--lr", "0"), ("--lr", "nan"), ("--lr", "inf"), ("--max-lr", "-1"),
                           ("--max-lr", "0"), ("--max-lr", "inf"), ("--lr", "abc"),
-                          ("--jobs", "0"), ("--val-block", "0"), ("--val-block", "x")):
+                          ("--jobs", "0")):
             with self.subTest(flag=flag, value=bad):
                 self.assert_clean_error(run_main(flag, bad), flag, bad, code=2)
 
@@ -434,12 +434,6 @@ class TestArguments(CommandLineCase):
         # 64, step 5's batch, is more than the 50 images --val leaves to train on
         self.assert_clean_error(run_main("--val", "59950"), "--batch-size", "64", "50", code=2)
         self.assertEqual(train.parse_args(["--val", "59936"]).val, 59936)  # 64 left: fits
-
-    def test_val_block_needs_val_and_must_fit(self):
-        self.assert_clean_error(run_main("--val-block", "3"), "--val-block", "--val", code=2)
-        self.assert_clean_error(run_main("--val", "5000", "--val-block", "13"), "--val-block",
-                                "13", "60,000", code=2)
-        self.assertEqual(train.parse_args(["--val", "5000", "--val-block", "12"]).val_block, 12)
 
     def test_edges_of_the_ranges_are_accepted(self):
         args = train.parse_args(["--rotation", "0", "--ema", "0", "--dropout", "0", "--epochs",
@@ -458,21 +452,6 @@ class TestArguments(CommandLineCase):
 
 class TestRuns(CommandLineCase):
     """Short real runs, in this process."""
-
-    def test_val_block_holds_out_its_own_images_and_the_history_says_so(self):
-        runs = {}
-        for block in ("", "3"):
-            status, out, err = run_main("--step", "6", "--epochs", "1", "--limit-batches", "2",
-                                        "--val", "200", *(("--val-block", block) if block else ()),
-                                        "--no-plots", "--history", self.history.replace(
-                                            "{seed}", block or "random"))
-            self.assertEqual(status, 0, err)
-            self.check_log(out, epochs=1, batches=2, with_lr=True, split="Validation", images=200)
-            runs[block] = json.loads(Path(self.history.format(step=6, seed=block or "random"))
-                                     .read_text())
-        self.assertEqual(runs[""]["run"], dict(val=200, limit_batches=2))  # as older histories
-        self.assertEqual(runs["3"]["run"], dict(val=200, limit_batches=2, val_block=3))
-        self.assertNotEqual(runs[""]["epochs"][0]["test_loss"], runs["3"]["epochs"][0]["test_loss"])
 
     def test_default_paths_write_only_under_runs(self):
         (self.tmp / "data").symlink_to(Path(DATA_DIR).resolve(), target_is_directory=True)
@@ -707,17 +686,6 @@ class TestSeeds(CommandLineCase):
 
 # ------------------------------------------------------------------ the data
 class TestData(unittest.TestCase):
-    def test_a_validation_block_is_consecutive_images_and_the_rest_trains(self):
-        for block in (None, 1, 12):
-            train_idx, val_idx = data.validation_split(5000, block)
-            self.assertEqual((len(train_idx), len(val_idx)), (55_000, 5000))
-            self.assertEqual(torch.cat([train_idx, val_idx]).unique().numel(), 60_000)
-        self.assertEqual(data.validation_split(5000, 2)[1].tolist(), list(range(5000, 10_000)))
-        self.assertEqual(data.validation_split(5000, 12)[1].tolist(), list(range(55_000, 60_000)))
-        held = data.validation_split(5000)[1]  # without a block: random, the same every run
-        self.assertTrue(torch.equal(held, data.validation_split(5000)[1]))
-        self.assertGreater(held.max() - held.min(), 50_000)
-
     def test_rotation_matches_torchvision_tensor_rotate(self):
         # Same grid, same nearest sampling: equal up to float rounding of the fill.
         x = IMAGES[:64]

@@ -135,11 +135,6 @@ def parse_args(argv=None):
     p.add_argument("--val", type=number(int, 0, TRAIN_IMAGES - 1), default=0, metavar="N",
                    help="hold out N training images and report on them instead of the test "
                         "set, for tuning (default: 0, off)")
-    p.add_argument("--val-block", type=positive_int, default=None, metavar="K",
-                   help="hold out instead the K-th run of N consecutive training images: "
-                        "MNIST's training file keeps a writer's digits close together, so "
-                        "they share few writers with the rest, as the test set shares none "
-                        "(default: N random images, the same every run)")
     p.add_argument("--limit-batches", type=positive_int, default=None, metavar="N",
                    help="train on only N batches an epoch, for quick checks; the test "
                         "set stays whole (default: all)")
@@ -161,11 +156,6 @@ def parse_args(argv=None):
     if batch > TRAIN_IMAGES - args.val:
         p.error(f"argument --batch-size: a batch of {batch} is more than the "
                 f"{TRAIN_IMAGES - args.val:,} training images")
-    if args.val_block and not args.val:
-        p.error("argument --val-block: it chooses the images of --val N; give --val too")
-    if args.val_block and args.val_block * args.val > TRAIN_IMAGES:
-        p.error(f"argument --val-block: block {args.val_block} of {args.val:,} images ends past "
-                f"the {TRAIN_IMAGES:,} training images")
     return args
 
 
@@ -213,10 +203,8 @@ def save_plots(net, history, test_loader, device, path):
 
 
 def measured(run):
-    """The run options that change what a history measures, beside its recipe
-    (val_block only where it is given: older histories lack it)."""
-    block = dict(val_block=run.val_block) if run.val_block else {}
-    return dict(val=run.val, limit_batches=run.limit_batches, **block)
+    """The run options that change what a history measures, beside its recipe."""
+    return dict(val=run.val, limit_batches=run.limit_batches)
 
 
 def train(cfg, run, seed, nets=models.NETS, on_epoch=None):
@@ -230,7 +218,7 @@ def train(cfg, run, seed, nets=models.NETS, on_epoch=None):
     save = run.save and output_path(run.save, cfg["step"], seed, "save")
     split = "Validation" if run.val else "Test"
     train_loader, test_loader = data.LOADERS[run.loader](
-        run.data_dir, cfg["batch_size"], cfg["rotation"], device, seed, run.val, run.val_block)
+        run.data_dir, cfg["batch_size"], cfg["rotation"], device, seed, run.val)
     print(f"Device: {device}")
     net = nets[cfg["net"]](dropout=cfg["dropout"]).to(device)
     if run.channels_last:  # the weights so stored make every conv return NHWC

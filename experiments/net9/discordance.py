@@ -38,8 +38,11 @@ def main():
     args = p.parse_args()
     train_images, train_labels = data.load_tensors("data", True)
     _, val = data.validation_split(5000)  # the split of rounds 1-22
+    test_images, test_labels = data.load_tensors("data", False)
     sets = {"validation": (train_images[val], train_labels[val]),
-            "test": data.load_tensors("data", False)}
+            "test": (test_images, test_labels),
+            "test, its first 5,000": (test_images[:5000], test_labels[:5000]),
+            "test, its last 5,000": (test_images[5000:], test_labels[5000:])}
     for split, (images, labels) in sets.items():
         images = (images - data.MEAN) / data.STD
         a, b = (right(name, args.seed, images, labels) for name in (args.a, args.b))

@@ -460,8 +460,8 @@ def table():
         cfg = histories[0]["config"]
         recipe = (f"rot {cfg['rotation']:g}, batch {cfg['batch_size']}, peak {cfg['max_lr']:g}, "
                   f"ema {cfg['ema']}" + (f", dropout {cfg['dropout']:g}" if cfg["dropout"] else "")
-                  + (", a split per seed" if histories[0]["run"].get("val_seed") else "")
-                  + (", block S for seed S" if histories[0]["run"].get("val_block") else ""))
+                  + (", a split per seed" if histories[0].get("run", {}).get("val_seed") else "")
+                  + (", block S for seed S" if histories[0].get("run", {}).get("val_block") else ""))
         seeds = " ".join(str(h["seed"]) for h in sorted(histories, key=lambda h: h["seed"]))
         rows.append(f"| {run} | {histories[0]['params']:,} | {recipe} | {seeds} "
                     f"| {statistics.mean(v):.3f} | {statistics.mean(t5):.3f} |")
