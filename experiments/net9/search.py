@@ -341,35 +341,34 @@ def stroked(before, after, dropout=None):
     return augmented(StrokeWidth(2.0), before, after, dropout)
 
 
-class Thickness(nn.Module):
-    """Training only: each image's strokes thickened or thinned by a random
-    amount t in (-s, s): blended toward its 3x3 grey dilation (t > 0) or
-    erosion (t < 0) by |t|. No parameters; the identity in eval mode."""
+class TrainingOnly(nn.Module):
+    """A random augmentation as a layer with no parameters: `augment` in
+    training, the identity in eval mode; `strength` is its range."""
 
     def __init__(self, strength):
         super().__init__()
         self.strength = strength
 
     def forward(self, x):
-        if not self.training:
-            return x
+        return self.augment(x) if self.training else x
+
+
+class Thickness(TrainingOnly):
+    """Each image's strokes thickened or thinned by a random amount t in
+    (-s, s): blended toward its 3x3 grey dilation (t > 0) or erosion (t < 0)
+    by |t|."""
+
+    def augment(self, x):
         t = torch.empty(len(x), 1, 1, 1, device=x.device).uniform_(-self.strength, self.strength)
         dilated, eroded = F.max_pool2d(x, 3, 1, 1), -F.max_pool2d(-x, 3, 1, 1)
         return x + t.clamp(min=0) * (dilated - x) + (-t).clamp(min=0) * (eroded - x)
 
 
-class Zoom(nn.Module):
-    """Training only: each image scaled about its centre by a random factor
-    in (1 - s, 1 + s), bilinear, the background (its darkest value) filled
-    in. No parameters; the identity in eval mode."""
+class Zoom(TrainingOnly):
+    """Each image scaled about its centre by a random factor in (1 - s,
+    1 + s), bilinear, the background (its darkest value) filled in."""
 
-    def __init__(self, strength):
-        super().__init__()
-        self.strength = strength
-
-    def forward(self, x):
-        if not self.training:
-            return x
+    def augment(self, x):
         n = len(x)
         scale = torch.empty(n, device=x.device).uniform_(1 - self.strength, 1 + self.strength)
         theta = torch.zeros(n, 2, 3, device=x.device)
