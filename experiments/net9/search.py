@@ -402,7 +402,8 @@ class StrokeWidth(nn.Module):
 
 def augmented(augment, before, after, dropout=None):
     """`augment` (training only) in front of the deskewed net: round 19."""
-    return model.TinyNet(augment, *model.SeparableGapNet(before, after, dropout, deskew=True).layers)
+    net = model.SeparableGapNet(before, after, dropout, deskew=True)
+    return model.TinyNet(augment, *net.layers)
 
 
 def named(builder, *widths):
@@ -456,11 +457,11 @@ def table():
             groups.setdefault(path.name.rsplit("_seed", 1)[0], []).append(h)
     for run, histories in groups.items():
         v, t5 = zip(*map(scores, histories))
-        cfg = histories[0]["config"]
+        cfg, split = histories[0]["config"], histories[0].get("run", {})  # older ones lack "run"
         recipe = (f"rot {cfg['rotation']:g}, batch {cfg['batch_size']}, peak {cfg['max_lr']:g}, "
                   f"ema {cfg['ema']}" + (f", dropout {cfg['dropout']:g}" if cfg["dropout"] else "")
-                  + (", a split per seed" if histories[0].get("run", {}).get("val_seed") else "")
-                  + (", block S for seed S" if histories[0].get("run", {}).get("val_block") else ""))
+                  + (", a split per seed" if split.get("val_seed") else "")
+                  + (", block S for seed S" if split.get("val_block") else ""))
         seeds = " ".join(str(h["seed"]) for h in sorted(histories, key=lambda h: h["seed"]))
         rows.append(f"| {run} | {histories[0]['params']:,} | {recipe} | {seeds} "
                     f"| {statistics.mean(v):.3f} | {statistics.mean(t5):.3f} |")
