@@ -1,6 +1,7 @@
 """Round 23's measurement: how alike the stroke widths of two images are,
 by how far apart they sit in MNIST's training and test files (the
-correlation over all pairs that far apart). Writers' digits sit together.
+correlation over all pairs that far apart; writers' digits sit together),
+and each file's median stroke width in its two halves.
 
     python experiments/net9/writers.py
 """
@@ -23,6 +24,9 @@ def stroke_width(images):
 for name, train in (("training", True), ("test", False)):
     images, _ = data.load_tensors("data", train)
     w = stroke_width(images)
-    w = (w - w.mean()) / w.std()
-    print(f"{name} file: " + ", ".join(f"{lag} apart {(w[:-lag] * w[lag:]).mean():.2f}"
-                                       for lag in (1, 2, 10, 100, 1000)))
+    half = len(images) // 2
+    median = [f"{stroke_width(part).median():.2f}" for part in (images[:half], images[half:])]
+    z = (w - w.mean()) / w.std()
+    print(f"{name} file: " + ", ".join(f"{lag} apart {(z[:-lag] * z[lag:]).mean():.2f}"
+                                       for lag in (1, 2, 10, 100, 1000))
+          + f"; median width, first and second half: {median[0]} / {median[1]} px")
