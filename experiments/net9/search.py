@@ -400,10 +400,11 @@ class StrokeWidth(nn.Module):
         return ink + background
 
 
-def augmented(augment, before, after, dropout=None):
-    """`augment` (training only) in front of the deskewed net: round 19."""
+def augmented(first, before, after, dropout=None):
+    """A layer with no parameters (rounds 19-21: an augmentation, or
+    StrokeWidth) in front of the deskewed net."""
     net = model.SeparableGapNet(before, after, dropout, deskew=True)
-    return model.TinyNet(augment, *net.layers)
+    return model.TinyNet(first, *net.layers)
 
 
 def named(builder, *widths):

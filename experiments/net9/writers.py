@@ -21,12 +21,17 @@ def stroke_width(images):
     return 2 * ratio / (1 - ratio)
 
 
-for name, train in (("training", True), ("test", False)):
-    images, _ = data.load_tensors("data", train)
-    w = stroke_width(images)
-    half = len(images) // 2
-    median = [f"{stroke_width(part).median():.2f}" for part in (images[:half], images[half:])]
-    z = (w - w.mean()) / w.std()
-    print(f"{name} file: " + ", ".join(f"{lag} apart {(z[:-lag] * z[lag:]).mean():.2f}"
-                                       for lag in (1, 2, 10, 100, 1000))
-          + f"; median width, first and second half: {median[0]} / {median[1]} px")
+def main():
+    for name, train in (("training", True), ("test", False)):
+        images, _ = data.load_tensors("data", train)
+        w = stroke_width(images)
+        half = len(images) // 2
+        median = [f"{stroke_width(part).median():.2f}" for part in (images[:half], images[half:])]
+        z = (w - w.mean()) / w.std()
+        print(f"{name} file: " + ", ".join(f"{lag} apart {(z[:-lag] * z[lag:]).mean():.2f}"
+                                           for lag in (1, 2, 10, 100, 1000))
+              + f"; median width, first and second half: {median[0]} / {median[1]} px")
+
+
+if __name__ == "__main__":
+    main()
