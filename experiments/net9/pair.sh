@@ -4,10 +4,11 @@
 # each; histories in runs/RUN_seed{1,2}.json, logs in the top runs/.
 #   bash experiments/net9/pair.sh NET RUN [train.py flags]
 #   SEEDS=1 bash experiments/net9/pair.sh NET RUN    # seed 1 alone (a screen)
+#   SCRIPT=sam.py bash experiments/net9/pair.sh NET RUN --rho R   # round 25: SAM
 cd "$(dirname "$0")/../.."
 mkdir -p runs
 for seed in ${SEEDS:-1 2}; do
-  OMP_NUM_THREADS=1 python experiments/net9/search.py "$1" --step 8 --val 5000 \
+  OMP_NUM_THREADS=1 python "experiments/net9/${SCRIPT:-search.py}" "$1" --step 8 --val 5000 \
     --channels-last --no-plots --seed "$seed" "${@:3}" \
     --history "experiments/net9/runs/$2_seed{seed}.json" > "runs/net9_$2_seed$seed.log" 2>&1 &
 done
