@@ -1,17 +1,22 @@
-"""Round 25: a candidate trained with sharpness-aware minimisation (SAM,
-Foret et al. 2021) around the recipe's SGD: each step takes the gradient at
-the weights moved `rho` (in L2 norm, all parameters together) up the batch's
-gradient, and applies it at the unmoved weights. Twice the forward and
-backward passes per step; the same epochs, batches, LR schedule, weight
-average and history as train.train.
+"""The search's own training loop, for what train.train has no flag for; the
+same epochs, batches, LR schedule, weight average and history otherwise.
 
-    python experiments/net9/sam.py NET --rho 0.05 [train.py's flags]
-    SCRIPT=sam.py bash experiments/net9/pair.sh NET RUN --rho 0.05
+Round 25 (`--rho`, named sam.py then): sharpness-aware minimisation (SAM,
+Foret et al. 2021) around the recipe's SGD: each step takes the gradient at
+the weights moved `rho` (in L2 norm, all parameters together) up the
+batch's gradient, and applies it at the unmoved weights; twice the forward
+and backward passes per step. Round 26 (`--clean-from E`): no rotation
+from epoch E on, so the last epochs fit the images as the test set shows
+them.
+
+    python experiments/net9/loop.py NET [--rho R] [--clean-from E] [train.py's flags]
+    SCRIPT=loop.py bash experiments/net9/pair.sh NET RUN --rho 0.05
 
 It uses the product through its public functions (data.LOADERS,
 utils.make_optimizer, utils.make_ema, utils.evaluate, train.parse_args,
 train.make_config, train.output_path, train.write_json) and
-search.CANDIDATES. With --rho 0 a step is the product's step: same weights.
+search.CANDIDATES. With neither flag it gives train.train's history, value
+for value (checked on 2 short epochs).
 """
 import argparse
 import sys
@@ -30,7 +35,8 @@ from search import CANDIDATES  # noqa: E402
 
 
 def sam_epoch(net, loader, optimizer, scheduler, rho, steps, ema):
-    """One epoch of SAM steps; (mean loss, accuracy %) at the unmoved weights."""
+    """One epoch of SAM steps (plain SGD steps at rho 0); (mean loss,
+    accuracy %) at the unmoved weights."""
     net.train()
     params = [p for p in net.parameters() if p.requires_grad]
     norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -67,10 +73,11 @@ def sam_epoch(net, loader, optimizer, scheduler, rho, steps, ema):
 def main(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("net", choices=sorted(CANDIDATES))
-    p.add_argument("--rho", type=float, required=True)
+    p.add_argument("--rho", type=float, default=0.0)
+    p.add_argument("--clean-from", type=int, default=None, metavar="EPOCH")
     ours, flags = p.parse_known_args(argv)
     run = train.parse_args(flags)
-    cfg = dict(train.make_config(run), net=ours.net, sam_rho=ours.rho)
+    cfg = dict(train.make_config(run), net=ours.net, sam_rho=ours.rho, clean_from=ours.clean_from)
     seed = run.seed
     utils.seed_everything(seed)
     device = utils.pick_device(run.device)
@@ -81,7 +88,8 @@ def main(argv):
     if run.channels_last:
         net = net.to(memory_format=torch.channels_last)
     params = sum(p.numel() for p in net.parameters())
-    print(f"{ours.net}, rho {ours.rho}, seed {seed}: {params:,} parameters", flush=True)
+    print(f"{ours.net}, rho {ours.rho}, clean from {ours.clean_from}, seed {seed}: "
+          f"{params:,} parameters", flush=True)
     history = dict(step=cfg["step"], seed=seed, config=cfg, params=params,
                    torch=torch.__version__, device=str(device),
                    evaluated_on="validation" if run.val else "test",
@@ -93,6 +101,8 @@ def main(argv):
     ema = utils.make_ema(net, cfg["ema"])
     tested = ema.module if ema else net
     for epoch in range(cfg["epochs"]):
+        if epoch == ours.clean_from:
+            train_loader.rotation = 0  # data.DeviceLoader's angle range
         start = time.perf_counter()
         train_loss, train_acc = sam_epoch(net, train_loader, optimizer, scheduler, ours.rho,
                                           steps, ema)

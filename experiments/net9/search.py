@@ -407,6 +407,31 @@ def augmented(first, before, after, dropout=None):
     return model.TinyNet(first, *net.layers)
 
 
+class AttentionPool(nn.Module):
+    """Global pooling weighted by where the net looks: a 1x1 conv scores
+    every position, a softmax over the positions turns the scores into
+    weights, and each channel's weighted mean is taken (c + 1 parameters).
+    Its weights start at zero, so it starts as global average pooling."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.score = nn.Conv2d(channels, 1, 1)
+        nn.init.zeros_(self.score.weight)
+        nn.init.zeros_(self.score.bias)
+
+    def forward(self, x):
+        weights = self.score(x).flatten(2).softmax(2)                # N x 1 x HW
+        return (x.flatten(2) * weights).sum(2)[:, :, None, None]     # N x C x 1 x 1
+
+
+def attention_pooled(before, after, dropout=None):
+    """The deskewed net (dsk) with AttentionPool in place of its GAP."""
+    net = model.SeparableGapNet(before, after, dropout, deskew=True)
+    layers = [AttentionPool(after) if isinstance(layer, nn.AvgPool2d) else layer
+              for layer in net.layers]
+    return model.TinyNet(*layers)
+
+
 def named(builder, *widths):
     return lambda dropout=None: builder(*widths, dropout=dropout)
 
@@ -438,6 +463,7 @@ CANDIDATES = {
     "zoom11_15": lambda dropout=None: augmented(Zoom(0.1), 11, 15, dropout),
     "stroke11_15": named(stroked, 11, 15),
     "stroke14_19": named(stroked, 14, 19),
+    "attn11_15": named(attention_pooled, 11, 15),
 }
 
 
@@ -461,6 +487,9 @@ def table():
         cfg, split = histories[0]["config"], histories[0].get("run", {})  # older ones lack "run"
         recipe = (f"rot {cfg['rotation']:g}, batch {cfg['batch_size']}, peak {cfg['max_lr']:g}, "
                   f"ema {cfg['ema']}" + (f", dropout {cfg['dropout']:g}" if cfg["dropout"] else "")
+                  + (f", SAM rho {cfg['sam_rho']:g}" if cfg.get("sam_rho") else "")
+                  + (f", no rotation from epoch {cfg['clean_from']}"
+                     if cfg.get("clean_from") is not None else "")
                   + (", a split per seed" if split.get("val_seed") else "")
                   + (", block S for seed S" if split.get("val_block") else ""))
         seeds = " ".join(str(h["seed"]) for h in sorted(histories, key=lambda h: h["seed"]))
