@@ -622,6 +622,30 @@ class TestSeeds(CommandLineCase):
         self.assertNotRegex(out, r"\n\| 8 \| 3 \| ")  # the table: the seeds that finished
         self.assertIn("over 2 seeds", out)
 
+    def test_a_worker_that_ends_without_its_last_word_is_read_from_disk(self):
+        # the hang of 2026-12-02: a seed's "done" lost in the queue, the parent waiting on
+        run = train.parse_args(["--step", "8", "--epochs", "2", "--history", self.history])
+        cfg = train.make_config(run)
+        out, err = io.StringIO(), io.StringIO()
+        with redirect_stdout(out), redirect_stderr(err):
+            histories, failed = self.in_time(train.train_in_workers, cfg, run, [1, 2], 2,
+                                             silent_worker)
+        self.assertEqual(list(histories), [1])  # seed 1 wrote every epoch, seed 2 none
+        self.assertEqual(histories[1]["epochs"], [{"epoch": 0}, {"epoch": 1}])
+        self.assertIn("seed 1: done", out.getvalue().splitlines())
+        self.assertEqual(failed, [2])
+        self.assertEqual(err.getvalue(), "error: seed 2: its worker ended with exit code 0 "
+                                         "before its last epoch\n")
+
+    def in_time(self, f, *args, seconds=120):
+        """f(*args), stopped by a Ctrl-C after `seconds`: a hang fails the test."""
+        timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        try:
+            return f(*args)
+        finally:
+            timer.cancel()
+
     def test_resume_trains_only_what_is_missing(self):
         short = ("--step", "6", "--epochs", "2", "--limit-batches", "2", "--val", "200",
                  "--no-plots", "--history", self.history)
@@ -682,6 +706,14 @@ class TestSeeds(CommandLineCase):
         for path in paths[:2]:
             self.assertGreaterEqual(len(saved(path)["epochs"]), 2)
         self.assertFalse(paths[2].exists())
+
+
+def silent_worker(cfg, run, seed, threads, events):
+    """A worker whose last word never arrives: seed 1 leaves a complete
+    history (two epochs), seed 2 nothing; neither puts anything on `events`."""
+    if seed == 1:
+        Path(run.history.format(step=cfg["step"], seed=seed)).write_text(
+            json.dumps(dict(epochs=[dict(epoch=0), dict(epoch=1)])))
 
 
 # ------------------------------------------------------------------ the data

@@ -383,9 +383,9 @@ def train_in_worker(cfg, run, seed, threads, events):
     """One seed in a worker process: its documented log goes to a file beside
     its history, each finished epoch and its end to the parent via `events`."""
     def interrupt(*_):  # the parent ends a worker so: it stops as a run stops at Ctrl-C
+        events.cancel_join_thread()  # and at exit does not wait for a parent that no longer reads
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, interrupt)
-    events.cancel_join_thread()  # at exit, do not wait for a parent that no longer reads
     torch.set_num_threads(threads)
     try:
         log = output_path(run.history, cfg["step"], seed, "history").with_suffix(".log")
@@ -402,10 +402,21 @@ def train_in_worker(cfg, run, seed, threads, events):
         pass
 
 
-def train_in_workers(cfg, run, seeds, jobs):
+def finished_history(cfg, run, seed):
+    """The seed's history as its worker left it on disk, if it has every epoch."""
+    try:
+        history = json.loads(Path(run.history.format(step=cfg["step"], seed=seed)).read_text())
+    except (OSError, ValueError):
+        return None
+    return history if len(history.get("epochs", [])) == cfg["epochs"] else None
+
+
+def train_in_workers(cfg, run, seeds, jobs, worker=train_in_worker):
     """The seeds in `jobs` worker processes at once, each with its share of
     the torch threads; prints a line per seed per epoch. Ctrl-C ends every
-    worker (the finished epochs are on disk). Returns ({seed: history}, failed)."""
+    worker (the finished epochs are on disk). A worker that ends without
+    its last word (a queue may drop it) left its history on disk: it is read
+    from there. Returns ({seed: history}, failed)."""
     context = multiprocessing.get_context("spawn")  # CUDA works in a spawned process, not a fork
     events = context.Queue()
     threads = max(1, torch.get_num_threads() // jobs)
@@ -422,7 +433,7 @@ def train_in_workers(cfg, run, seeds, jobs):
         while waiting or running:
             while waiting and len(running) < jobs:
                 seed = waiting.pop(0)
-                running[seed] = context.Process(target=train_in_worker,
+                running[seed] = context.Process(target=worker,
                                                 args=(cfg, run, seed, threads, events))
                 # born ignoring Ctrl-C, which is the parent's to handle: it ends the workers
                 default = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -434,9 +445,18 @@ def train_in_workers(cfg, run, seeds, jobs):
                 print(f"seed {seed}: started, {threads} torch thread(s), log {log}")
             try:
                 kind, seed, value = events.get(timeout=1)
-            except queue.Empty:  # a worker that ended without a word was killed or crashed
-                for seed in [s for s, w in running.items() if w.exitcode not in (None, 0)]:
-                    end(seed, f"its worker ended with exit code {running[seed].exitcode}")
+            except queue.Empty:  # a worker that ended without its last word
+                for seed in [s for s, w in running.items() if w.exitcode is not None]:
+                    history = finished_history(cfg, run, seed)
+                    if running[seed].exitcode == 0 and history:  # the word was late or lost
+                        histories[seed] = history
+                        end(seed)
+                        print(f"seed {seed}: done")
+                    else:  # killed or crashed
+                        end(seed, f"its worker ended with exit code {running[seed].exitcode}"
+                                  + ("" if running[seed].exitcode else " before its last epoch"))
+                continue
+            if seed not in running:  # the late word of a seed already ended
                 continue
             if kind == "epoch":
                 print(f"seed {seed} epoch {value['epoch']}: {split} {value['test_acc']:.2f} %, "
