@@ -5,17 +5,18 @@ Round 25 (`--rho`, named sam.py then): sharpness-aware minimisation (SAM,
 Foret et al. 2021) around the recipe's SGD: each step takes the gradient at
 the weights moved `rho` (in L2 norm, all parameters together) up the
 batch's gradient, and applies it at the unmoved weights; twice the forward
-and backward passes per step. Round 26 (`--clean-from E`): no rotation
-from epoch E on, so the last epochs fit the images as the test set shows
-them.
+and backward passes per step. Rounds 26-29 (`--clean-from E`): no
+rotation from epoch E on (the device loader's; not the classic one's), so
+the last epochs fit the images as the test set shows them.
 
     python experiments/net9/loop.py NET [--rho R] [--clean-from E] [train.py's flags]
     SCRIPT=loop.py bash experiments/net9/pair.sh NET RUN --rho 0.05
 
 It uses the product through its public functions (data.LOADERS,
+utils.seed_everything, utils.pick_device, utils.batches,
 utils.make_optimizer, utils.make_ema, utils.evaluate, train.parse_args,
-train.make_config, train.output_path, train.write_json) and
-search.CANDIDATES. With neither flag it gives train.train's history, value
+train.make_config, train.measured, train.output_path, train.write_json)
+and search.CANDIDATES. With neither flag it gives train.train's history, value
 for value (checked on 2 short epochs).
 """
 import argparse
