@@ -423,11 +423,14 @@ def train_in_workers(cfg, run, seeds, jobs, worker=train_in_worker):
     split = "validation" if run.val else "test"
     waiting, running, histories, failed = list(seeds), {}, {}, []
 
-    def end(seed, error=None):
+    def end(seed, history=None, error=None):
         running.pop(seed).join()
         if error:
             print(f"error: seed {seed}: {error}", file=sys.stderr)
             failed.append(seed)
+        else:
+            histories[seed] = history
+            print(f"seed {seed}: done")
 
     try:
         while waiting or running:
@@ -447,14 +450,13 @@ def train_in_workers(cfg, run, seeds, jobs, worker=train_in_worker):
                 kind, seed, value = events.get(timeout=1)
             except queue.Empty:  # a worker that ended without its last word
                 for seed in [s for s, w in running.items() if w.exitcode is not None]:
-                    history = finished_history(cfg, run, seed)
-                    if running[seed].exitcode == 0 and history:  # the word was late or lost
-                        histories[seed] = history
-                        end(seed)
-                        print(f"seed {seed}: done")
+                    code = running[seed].exitcode
+                    history = finished_history(cfg, run, seed) if code == 0 else None
+                    if history:  # the word was late or lost
+                        end(seed, history)
                     else:  # killed or crashed
-                        end(seed, f"its worker ended with exit code {running[seed].exitcode}"
-                                  + ("" if running[seed].exitcode else " before its last epoch"))
+                        end(seed, error=f"its worker ended with exit code {code}"
+                                        + ("" if code else " before its last epoch"))
                 continue
             if seed not in running:  # the late word of a seed already ended
                 continue
@@ -462,11 +464,9 @@ def train_in_workers(cfg, run, seeds, jobs, worker=train_in_worker):
                 print(f"seed {seed} epoch {value['epoch']}: {split} {value['test_acc']:.2f} %, "
                       f"train {value['train_acc']:.2f} %, {value['seconds']:.0f} s")
             elif kind == "done":
-                histories[seed] = value
-                end(seed)
-                print(f"seed {seed}: done")
-            else:
                 end(seed, value)
+            else:
+                end(seed, error=value)
     except KeyboardInterrupt:
         default = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C waits too
         for worker in running.values():

@@ -4,7 +4,7 @@
 # each; histories in runs/RUN_seed{1,2}.json, logs in the top runs/.
 #   bash experiments/net9/pair.sh NET RUN [train.py flags]
 #   SEEDS=1 bash experiments/net9/pair.sh NET RUN    # seed 1 alone (a screen)
-#   SCRIPT=sam.py bash experiments/net9/pair.sh NET RUN --rho R   # round 25: SAM
+#   SCRIPT=loop.py bash experiments/net9/pair.sh NET RUN --rho R   # rounds 25-29: loop.py
 cd "$(dirname "$0")/../.."
 mkdir -p runs
 for seed in ${SEEDS:-1 2}; do
