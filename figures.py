@@ -6,9 +6,10 @@
   consistency.png         each seed's last five epochs, steps 5 on, against 99.40 %
   ladder.png              parameters against the share of seeds that hold the target
   deskew.png              training digits as they come and as Net8's Deskew layer shows them
-  step8_seed1_curves.png  one run's loss and accuracy curves and its misclassified
-  step8_seed1_misclassified.png  test digits, as a run draws them: results/saved/,
-                          a run of step 8, seed 1, whose weights were kept (--save)
+  turned_filters.png      Net9's first conv: its filters at their four turns, and their maps
+  step{8,9}_seed1_curves.png  one run's loss and accuracy curves and its misclassified
+  step{8,9}_seed1_misclassified.png  test digits, as a run draws them: results/saved/,
+                          runs of steps 8 and 9, seed 1, whose weights were kept (--save)
 """
 import argparse
 import json
@@ -117,7 +118,8 @@ def ladder(runs, path):
     ax.axvline(8000, color="gray", linestyle=":", linewidth=1, label="8,000-parameter limit")
     ax.set_xscale("log")
     ax.set_xlim(1500, 300_000)
-    ax.set_ylim(-8, 108)
+    ax.set_ylim(-8, 122)  # room for labels stacked above 100 %
+    ax.set_yticks(range(0, 101, 20))
     ax.set_xlabel("parameters (log scale)")
     ax.set_ylabel("seeds that hold the target (%)")
     ax.set_title("Parameters against the seeds that hold 99.40 % in each of the last five epochs")
@@ -146,6 +148,37 @@ def deskew(data_dir, path, n=12):
     save(fig, path)
 
 
+def turned_filters(run, data_dir, path, digit=0):
+    """Net9's first conv from the saved run: each learnt filter and its three
+    turns, and the four maps they give for one test digit."""
+    ckpt = torch.load(run.with_suffix(".pt"), map_location="cpu", weights_only=True)
+    net = model.NETS[ckpt["config"]["net"]]()
+    net.load_state_dict(ckpt["state_dict"])
+    images, _ = data.load_tensors(data_dir, train=False)
+    image = (images[digit:digit + 1] - data.MEAN) / data.STD
+    first = next(m for m in net.modules() if isinstance(m, model.P4Conv))
+    with torch.no_grad():
+        filters = model.turns(first.weight)[:, 0]              # (4 C, 3, 3)
+        maps = first(net.layers[0](image))[0]                  # (4 C, 28, 28), deskewed digit
+    features = len(first.weight)
+    fig, axes = plt.subplots(features, 8, figsize=(8, 1.05 * features + 0.6))
+    for c in range(features):
+        for r in range(4):
+            axes[c, r].imshow(filters[c * 4 + r].numpy(), cmap="RdBu_r",
+                              vmin=-filters[c * 4].abs().max(), vmax=filters[c * 4].abs().max())
+            axes[c, 4 + r].imshow(maps[c * 4 + r].numpy(), cmap="gray_r")
+        axes[c, 0].set_ylabel(f"feature {c}", rotation=0, ha="right", va="center", fontsize=9)
+    for r in range(4):
+        axes[0, r].set_title(f"filter, {90 * r}°", fontsize=9)
+        axes[0, 4 + r].set_title(f"map, {90 * r}°", fontsize=9)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"Net9's first conv: {features} learnt 3x3 filters at four turns; "
+                 "right: their maps of the first test digit, deskewed", fontsize=10)
+    save(fig, path)
+
+
 def one_run(run, data_dir, out):
     """The curves and misclassified digits of the run saved as `run`.json
     (its history) and `run`.pt (its weights), drawn by train.save_plots."""
@@ -171,7 +204,10 @@ def main(argv=None):
     consistency(runs, out / "consistency.png")
     ladder(runs, out / "ladder.png")
     deskew(args.data_dir, out / "deskew.png")
-    one_run(Path(args.results) / "saved" / "step8_seed1", args.data_dir, out)
+    for step in (8, 9):
+        one_run(Path(args.results) / "saved" / f"step{step}_seed1", args.data_dir, out)
+    turned_filters(Path(args.results) / "saved" / "step9_seed1", args.data_dir,
+                   out / "turned_filters.png")
 
 
 if __name__ == "__main__":

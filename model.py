@@ -156,6 +156,61 @@ class Deskew(nn.Module):
         return out + background  # what comes from outside the image is background
 
 
+# ---- p4 convolutions (Net9): each filter shared by its four 90-degree turns
+# (Cohen & Welling 2016). Channel c * 4 + r is feature c at orientation r;
+# turning the image by 90 degrees turns every map and moves c * 4 + r to
+# c * 4 + (r + 1) % 4, so one learnt filter gives four channels.
+def turns(w):
+    """(C, 1, 3, 3) filters -> (4 C, 1, 3, 3): each, then turned by 90, 180, 270 degrees."""
+    return torch.stack([torch.rot90(w, r, (2, 3)) for r in range(4)], 1).flatten(0, 1)
+
+
+class P4Conv(nn.Conv2d):
+    """A bias-free 3x3 conv of C filters (9 C weights) used four times each,
+    turned: on the image (`depthwise` False: 4 C outputs), or on C x 4 maps
+    (depthwise: map c * 4 + r by filter c turned r times)."""
+
+    def __init__(self, c_in, c, padding=0):
+        super().__init__(c_in, c, 3, padding=padding, groups=c_in, bias=False)
+
+    def forward(self, x):
+        w = turns(self.weight)
+        return F.conv2d(x, w, padding=self.padding, groups=1 if self.groups == 1 else len(w))
+
+
+class P4Pointwise(nn.Conv2d):
+    """A 1x1 conv from C_in x 4 to C_out x 4 channels that commutes with the
+    turn: output (o, s) = sum over (c, r) of W[o, c, (r - s) % 4] x input
+    (c, r); 4 C_in C_out weights, not 16."""
+
+    def __init__(self, c_in, c_out):
+        super().__init__(4 * c_in, c_out, 1, bias=False)
+        r = torch.arange(4)
+        self.register_buffer("turn", (r[None, :] - r[:, None]) % 4, persistent=False)  # [s, r]
+
+    def forward(self, x):
+        c_out, c4 = self.weight.shape[:2]
+        w = self.weight.view(c_out, c4 // 4, 4)[:, :, self.turn]  # (o, c, s, r)
+        return F.conv2d(x, w.permute(0, 2, 1, 3).reshape(4 * c_out, c4, 1, 1))
+
+
+class P4BatchNorm(nn.BatchNorm3d):
+    """BatchNorm with one mean, variance, scale and shift per feature, shared
+    by its four orientations (2 C parameters)."""
+
+    def forward(self, x):
+        n, c4, h, w = x.shape
+        return super().forward(x.view(n, c4 // 4, 4, h, w)).view(n, c4, h, w)
+
+
+def p4_conv(c_in, c_out, padding=0, dropout=None):
+    """model.conv in p4 form: the first conv (c_in 1) or a separable one."""
+    convs = ([P4Conv(1, c_out, padding)] if c_in == 1 else
+             [P4Conv(c_in, c_in, padding), P4Pointwise(c_in, c_out)])
+    return [*convs, P4BatchNorm(c_out), nn.ReLU(),
+            *([nn.Dropout(dropout)] if dropout is not None else [])]
+
+
 class SeparableGapNet(TinyNet):
     """Net6's layout, one unpadded conv fewer (GAP sees 6x6), with every 3x3
     conv after the first depthwise-separable: `before` channels before the
@@ -192,7 +247,28 @@ class Net8(SeparableGapNet):
         super().__init__(14, 19, dropout, deskew=True)
 
 
-NETS = {net.__name__: net for net in (Net1, Net2, Net3, Net4, Net5, Net6, Net7, Net8)}
+class Net9(TinyNet):
+    """1,783 parameters: Net8's layout with every filter shared by its four
+    90-degree turns (p4 convs), 4 x 5 channels before the pool, 4 x 8 after;
+    the 1x1 head reads all 32, so a 6 is not a 9 (docs/net9.md)."""
+
+    def __init__(self, dropout=None):
+        b, a, d = 5, 8, dropout
+        super().__init__(
+            Deskew(),                                           # 1x28x28   RF 1
+            *p4_conv(1, b, padding=1, dropout=d),               # 20x28x28  RF 3
+            *p4_conv(b, b, padding=1, dropout=d),               # 20x28x28  RF 5
+            nn.MaxPool2d(2),                                    # 20x14x14  RF 6
+            *p4_conv(b, a, dropout=d),                          # 32x12x12  RF 10
+            *p4_conv(a, a, dropout=d),                          # 32x10x10  RF 14
+            *p4_conv(a, a, dropout=d),                          # 32x8x8    RF 18
+            *p4_conv(a, a, dropout=d),                          # 32x6x6    RF 22
+            nn.AvgPool2d(6),                                    # 32x1x1    RF 32
+            nn.Conv2d(4 * a, 10, 1, bias=False),                # 10x1x1
+        )
+
+
+NETS = {net.__name__: net for net in (Net1, Net2, Net3, Net4, Net5, Net6, Net7, Net8, Net9)}
 
 
 def layer_table(net, size=28):

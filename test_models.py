@@ -100,9 +100,25 @@ NET8 = [("Deskew", "1x28x28", 0), *conv("14x28x28", 126, 28), *separable("14x28x
         *pool("MaxPool2d", "14x14x14"), *separable("19x12x12", 14), *separable("19x10x10", 19),
         *separable("19x8x8", 19), *separable("19x6x6", 19), *pool("AvgPool2d", "19x1x1"),
         *conv("10x1x1", 190, then="")]
+
+
+def p4(shape, c_in, padding_first=False):
+    """Net9's p4 separable conv: the depthwise (9 weights a feature, shared by
+    its four turns), the 1x1 (4 c_in c_out), BatchNorm (2 a feature), ReLU;
+    c_in and c_out count features, each 4 channels."""
+    c_out, hw = int(shape.split("x")[0]) // 4, shape.split("x", 1)[1]
+    return [("P4Conv", f"{4 * c_in}x{hw}", 9 * c_in), ("P4Pointwise", shape, 4 * c_in * c_out),
+            ("P4BatchNorm", shape, 2 * c_out), ("ReLU", shape, 0)]
+
+
+# Net9 as docs/net9.md states it
+NET9 = [("Deskew", "1x28x28", 0), ("P4Conv", "20x28x28", 45), ("P4BatchNorm", "20x28x28", 10),
+        ("ReLU", "20x28x28", 0), *p4("20x28x28", 5), *pool("MaxPool2d", "20x14x14"),
+        *p4("32x12x12", 5), *p4("32x10x10", 8), *p4("32x8x8", 8), *p4("32x6x6", 8),
+        *pool("AvgPool2d", "32x1x1"), *conv("10x1x1", 320, then="")]
 SPEC = {"Net1": (NET1, 147_344), "Net2": (net2("R"), 10_616), "Net3": (net2("RD"), 10_616),
         "Net4": (NET4, 8_172), "Net5": (NET4, 8_172), "Net6": (NET6, 6_750), "Net7": (NET7, 3_980),
-        "Net8": (NET8, 2_834)}
+        "Net8": (NET8, 2_834), "Net9": (NET9, 1_783)}
 
 
 class TestNets(unittest.TestCase):
@@ -124,11 +140,12 @@ class TestNets(unittest.TestCase):
             "Net7": ([3, 5, 5, 6, 10, 10, 14, 14, 18, 18, 22, 22, 32, 32],
                      [1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 12, 12]),
         }
-        by_hand["Net8"] = by_hand["Net7"]  # the same convs; its Deskew is neither conv nor pool
+        # the same convs; Deskew is neither conv nor pool, a p4 conv is a conv
+        by_hand["Net8"] = by_hand["Net9"] = by_hand["Net7"]
         for name, (rfs, jumps) in by_hand.items():
             with self.subTest(name):
-                rows = [r for r in model.layer_table(model.NETS[name]())
-                        if r[0] in ("Conv2d", "MaxPool2d", "AvgPool2d")]
+                rows = [r for r in model.layer_table(model.NETS[name]()) if r[0] in
+                        ("Conv2d", "P4Conv", "P4Pointwise", "MaxPool2d", "AvgPool2d")]
                 self.assertEqual([r[3] for r in rows], rfs)
                 self.assertEqual([r[4] for r in rows], jumps)
         text = model.describe(model.Net7())
@@ -140,6 +157,34 @@ class TestNets(unittest.TestCase):
     def test_net7_and_net8_are_under_their_limits(self):
         self.assertLess(sum(p.numel() for p in model.Net7().parameters()), 4000)
         self.assertLess(sum(p.numel() for p in model.Net8().parameters()), 3000)
+        self.assertLess(sum(p.numel() for p in model.Net9().parameters()), 2000)
+
+    def test_net9_turns_with_its_input(self):
+        # turning the image by 90 degrees turns every map and moves feature c
+        # at orientation r to orientation r + 1: in eval mode too, where
+        # BatchNorm's statistics and scales, one per feature, must be shared
+        torch.manual_seed(0)
+        net = model.Net9()
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm3d):
+                m.running_mean.uniform_(-0.2, 0.2), m.running_var.uniform_(0.5, 2)
+                m.weight.data.uniform_(0.5, 2), m.bias.data.uniform_(-0.2, 0.2)
+        body = net.layers[1:-1].eval()  # Deskew does not turn with the image (it shears)
+        x = torch.randn(3, 1, 28, 28)
+        maps = body[:-1](x).view(3, 8, 4, 6, 6)
+        turned = body[:-1](torch.rot90(x, 1, (2, 3))).view(3, 8, 4, 6, 6)
+        torch.testing.assert_close(turned, torch.rot90(maps.roll(1, 2), 1, (3, 4)))
+        self.assertFalse(torch.allclose(turned, maps.roll(1, 2)))  # the maps do turn
+
+    def test_p4_pointwise_is_the_1x1_conv_it_describes(self):
+        torch.manual_seed(0)
+        mix, x = model.P4Pointwise(3, 2), torch.randn(2, 12, 5, 5)
+        w = mix.weight.view(2, 3, 4)
+        full = torch.zeros(8, 12, 1, 1)
+        for o, s, c, r in ((o, s, c, r) for o in range(2) for s in range(4)
+                           for c in range(3) for r in range(4)):
+            full[o * 4 + s, c * 4 + r] = w[o, c, (r - s) % 4]
+        torch.testing.assert_close(mix(x), nn.functional.conv2d(x, full))
 
     def test_outputs_are_log_probabilities(self):
         x = torch.randn(5, 1, 28, 28)
@@ -235,13 +280,14 @@ class TestRecipes(unittest.TestCase):
 
     def test_each_step_takes_its_own_recipe_and_a_flag_overrides_it(self):
         five, seven = config("--step", "5"), config("--step", "7")
-        # spec, "Per-step recipe"; steps 7 and 8: docs/net7.md, docs/net8.md
+        # spec, "Per-step recipe"; steps 7-9: docs/net7.md, docs/net8.md, docs/net9.md
         self.assertEqual(five, dict(step=5, net="Net5", rotation=15, dropout=0.05,
                                     scheduler="onecycle", batch_size=64, lr=0.01, momentum=0.9,
                                     max_lr=0.1, pct_start=0.3, ema=None, epochs=15))
         self.assertEqual((seven["net"], seven["max_lr"], seven["pct_start"], seven["ema"],
                           seven["rotation"], seven["batch_size"]), ("Net7", 0.2, 0.15, 0.997, 10, 64))
         self.assertEqual(config("--step", "8"), dict(seven, step=8, net="Net8"))
+        self.assertEqual(config("--step", "9"), dict(seven, step=9, net="Net9"))
         self.assertEqual(config()["net"], "Net5")
         flagged = config("--step", "7", "--max-lr", "0.05", "--pct-start", "0.3", "--ema", "0",
                          "--rotation", "0", "--batch-size", "32", "--epochs", "3")
@@ -417,7 +463,7 @@ class TestProcess(CommandLineCase):
 
 class TestArguments(CommandLineCase):
     def test_bad_values_get_one_line_and_exit_2(self):
-        for flag, bad in (("--step", "9"), ("--step", "x"), ("--epochs", "0"), ("--epochs", "-3"),
+        for flag, bad in (("--step", "10"), ("--step", "x"), ("--epochs", "0"), ("--epochs", "-3"),
                           ("--epochs", "101"), ("--epochs", "1.5"), ("--batch-size", "0"),
                           ("--batch-size", "-1"), ("--batch-size", "100000"),
                           ("--rotation", "-5"), ("--rotation", "181"), ("--dropout", "1.5"),
@@ -469,12 +515,15 @@ class TestRuns(CommandLineCase):
         self.assertEqual(written, ["runs/step2_seed1.json", "runs/step2_seed1_curves.png",
                                    "runs/step2_seed1_misclassified.png"])
 
-    def test_step8_short_run_prints_documented_lines(self):
-        status, out, err = run_main("--step", "8", "--epochs", "2", "--limit-batches", "2",
-                                    "--history", self.history, "--no-plots")
-        self.assertEqual(status, 0, err)
-        self.assertIn("Parameters: 2,834", out)
-        self.check_log(out, epochs=2, batches=2, with_lr=True)
+    def test_steps_8_and_9_short_runs_print_documented_lines(self):
+        for step, params in ((8, "2,834"), (9, "1,783")):
+            with self.subTest(step=step):
+                status, out, err = run_main("--step", str(step), "--epochs", "2",
+                                            "--limit-batches", "2", "--history", self.history,
+                                            "--no-plots")
+                self.assertEqual(status, 0, err)
+                self.assertIn(f"Parameters: {params}", out)
+                self.check_log(out, epochs=2, batches=2, with_lr=True)
 
     def test_report_reads_saved_histories(self):
         for seed, final in ((1, 99.45), (2, 99.35)):
@@ -1012,7 +1061,8 @@ class TestFigures(unittest.TestCase):
             pngs = {p.name: p.stat().st_size for p in Path(tmp).iterdir()}
         self.assertEqual(sorted(pngs), ["consistency.png", "deskew.png", "ladder.png",
                                         "step8_seed1_curves.png", "step8_seed1_misclassified.png",
-                                        "test_accuracy.png"])
+                                        "step9_seed1_curves.png", "step9_seed1_misclassified.png",
+                                        "test_accuracy.png", "turned_filters.png"])
         for name, size in pngs.items():
             self.assertTrue(10_000 < size <= 150 * 1024, f"{name}: {size} bytes")
         self.assertEqual(files(), before)  # nothing written outside the folder

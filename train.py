@@ -39,6 +39,9 @@ RECIPES = {
     # under 3,000 parameters, step 7's recipe (docs/net8.md)
     8: dict(net="Net8", rotation=10, dropout=None, scheduler="onecycle", batch_size=64,
             max_lr=0.2, pct_start=0.15, ema=0.997),
+    # under 2,000 parameters, step 7's recipe (docs/net9.md)
+    9: dict(net="Net9", rotation=10, dropout=None, scheduler="onecycle", batch_size=64,
+            max_lr=0.2, pct_start=0.15, ema=0.997),
 }
 COMMON = dict(lr=0.01, momentum=0.9, max_lr=0.1, pct_start=0.3, ema=None, epochs=15)
 MAX_EPOCHS = 100

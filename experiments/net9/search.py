@@ -4,8 +4,9 @@ table of what the candidates scored on the validation split.
     python experiments/net9/search.py NAME [train.py's flags]   # e.g. --step 8 --val 5000 --seed 1
     python experiments/net9/search.py --table
 
-It uses the product only through its public functions: model.conv,
-model.TinyNet, train.parse_args, train.make_config and train.train, which is
+It uses the product only through its public functions and classes:
+model.conv, model.p4_conv, model.TinyNet, model.SeparableGapNet,
+model.Deskew, train.parse_args, train.make_config and train.train, which is
 handed the candidates by name.
 """
 import json
@@ -432,83 +433,24 @@ def attention_pooled(before, after, dropout=None):
     return model.TinyNet(*layers)
 
 
-# ---- round 30: the same layout, each filter shared by its four 90-degree
-# rotations (a p4 group convolution, Cohen & Welling 2016). A channel is
-# c * 4 + r: feature c seen at orientation r. Rotating the image by 90
-# degrees rotates every map and moves each c * 4 + r to c * 4 + r + 1, so a
-# learnt filter gives four channels for the weights of one; the 1x1 head
-# sees all four orientations, so a 6 and a 9 stay apart.
-def rotations(w):
-    """(C, 1, 3, 3) filters -> (4 C, 1, 3, 3): each filter, then its turns
-    by 90, 180 and 270 degrees."""
-    return torch.stack([torch.rot90(w, r, (2, 3)) for r in range(4)], 1).flatten(0, 1)
-
-
-class P4Conv(nn.Module):
-    """A 3x3 conv on one input map (`depthwise` False, the first conv: C
-    filters, 4 C outputs) or on each of C x 4 maps (depthwise: map c * 4 + r
-    by filter c turned r times); 9 C weights either way."""
-
-    def __init__(self, c, padding, depthwise):
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(c, 1, 3, 3))
-        nn.init.kaiming_uniform_(self.weight, a=5 ** 0.5)
-        self.padding, self.depthwise = padding, depthwise
-
-    def forward(self, x):
-        w = rotations(self.weight)
-        return F.conv2d(x, w, padding=self.padding, groups=len(w) if self.depthwise else 1)
-
-
-class P4Pointwise(nn.Module):
-    """A 1x1 conv from C_in x 4 to C_out x 4 channels that commutes with the
-    turn: output (o, s) = sum over (c, r) of W[o, c, (r - s) mod 4] x input
-    (c, r); 4 C_in C_out weights, not 16."""
-
-    def __init__(self, c_in, c_out):
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(c_out, c_in, 4))
-        nn.init.uniform_(self.weight, -(1 / (4 * c_in)) ** 0.5, (1 / (4 * c_in)) ** 0.5)
-        r = torch.arange(4)
-        self.register_buffer("turn", (r[None, :] - r[:, None]) % 4, persistent=False)  # [s, r]
-
-    def forward(self, x):
-        w = self.weight[:, :, self.turn]  # (o, c, s, r)
-        return F.conv2d(x, w.permute(0, 2, 1, 3).flatten(2).flatten(0, 1)[..., None, None])
-
-
-class P4BatchNorm(nn.BatchNorm3d):
-    """BatchNorm with one mean, scale and shift per feature c, shared by its
-    four orientations (2 C parameters)."""
-
-    def forward(self, x):
-        n, c4, h, w = x.shape
-        return super().forward(x.view(n, c4 // 4, 4, h, w)).view(n, c4, h, w)
-
-
-def p4_conv(c_in, c_out, padding=0, first=False):
-    convs = ([P4Conv(c_out, padding, depthwise=False)] if first else
-             [P4Conv(c_in, padding, depthwise=True), P4Pointwise(c_in, c_out)])
-    return [*convs, P4BatchNorm(c_out), nn.ReLU()]
-
-
 def p4(before, after, dropout=None):
-    """dsk{b}_{a}'s layout (Deskew first) in p4 convs: 4 x `before` channels
-    before the pool, 4 x `after` after it; the 1x1 head reads all 4 x after."""
-    b, a = before, after
+    """Round 30: dsk{b}_{a}'s layout in p4 convs (model.p4_conv: each filter
+    shared by its four 90-degree turns), 4 x `before` channels before the
+    pool, 4 x `after` after it; p4_5_8 is model.Net9. Round 30 ran a copy
+    of these layers kept here (commit 08c6d60): the same weights and history."""
+    b, a, d = before, after, dropout
     return model.TinyNet(
         model.Deskew(),
-        *p4_conv(1, b, padding=1, first=True),              # 4b x28x28  RF 3
-        *p4_conv(b, b, padding=1),                          # 4b x28x28  RF 5
+        *model.p4_conv(1, b, padding=1, dropout=d),         # 4b x28x28  RF 3
+        *model.p4_conv(b, b, padding=1, dropout=d),         # 4b x28x28  RF 5
         nn.MaxPool2d(2),                                    # 4b x14x14  RF 6
-        *p4_conv(b, a),                                     # 4a x12x12  RF 10
-        *p4_conv(a, a),                                     # 4a x10x10  RF 14
-        *p4_conv(a, a),                                     # 4a x8x8    RF 18
-        *p4_conv(a, a),                                     # 4a x6x6    RF 22
+        *model.p4_conv(b, a, dropout=d),                    # 4a x12x12  RF 10
+        *model.p4_conv(a, a, dropout=d),                    # 4a x10x10  RF 14
+        *model.p4_conv(a, a, dropout=d),                    # 4a x8x8    RF 18
+        *model.p4_conv(a, a, dropout=d),                    # 4a x6x6    RF 22
         nn.AvgPool2d(6),                                    # 4a x1x1    RF 32
         nn.Conv2d(4 * a, 10, 1, bias=False),                # 10x1x1
     )
-
 
 def named(builder, *widths):
     return lambda dropout=None: builder(*widths, dropout=dropout)
