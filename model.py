@@ -167,8 +167,8 @@ def turns(w):
 
 class P4Conv(nn.Conv2d):
     """A bias-free 3x3 conv of C filters (9 C weights) used four times each,
-    turned: on the image (`depthwise` False: 4 C outputs), or on C x 4 maps
-    (depthwise: map c * 4 + r by filter c turned r times)."""
+    turned: on the image (c_in 1: 4 C outputs), or depthwise on C x 4 maps
+    (c_in C: map c * 4 + r by filter c turned r times)."""
 
     def __init__(self, c_in, c, padding=0):
         super().__init__(c_in, c, 3, padding=padding, groups=c_in, bias=False)
@@ -247,25 +247,34 @@ class Net8(SeparableGapNet):
         super().__init__(14, 19, dropout, deskew=True)
 
 
-class Net9(TinyNet):
-    """1,783 parameters: Net8's layout with every filter shared by its four
-    90-degree turns (p4 convs), 4 x 5 channels before the pool, 4 x 8 after;
-    the 1x1 head reads all 32, so a 6 is not a 9 (docs/net9.md)."""
+class P4GapNet(TinyNet):
+    """SeparableGapNet(deskew=True)'s layout in p4 convs: 4 x `before`
+    channels before the pool, 4 x `after` after it; the 1x1 head reads all
+    of them, so a 6 is not a 9."""
 
-    def __init__(self, dropout=None):
-        b, a, d = 5, 8, dropout
+    def __init__(self, before, after, dropout=None):
+        b, a, d = before, after, dropout
         super().__init__(
-            Deskew(),                                           # 1x28x28   RF 1
-            *p4_conv(1, b, padding=1, dropout=d),               # 20x28x28  RF 3
-            *p4_conv(b, b, padding=1, dropout=d),               # 20x28x28  RF 5
-            nn.MaxPool2d(2),                                    # 20x14x14  RF 6
-            *p4_conv(b, a, dropout=d),                          # 32x12x12  RF 10
-            *p4_conv(a, a, dropout=d),                          # 32x10x10  RF 14
-            *p4_conv(a, a, dropout=d),                          # 32x8x8    RF 18
-            *p4_conv(a, a, dropout=d),                          # 32x6x6    RF 22
-            nn.AvgPool2d(6),                                    # 32x1x1    RF 32
+            Deskew(),                                           # 1x28x28    RF 1
+            *p4_conv(1, b, padding=1, dropout=d),               # 4b x28x28  RF 3
+            *p4_conv(b, b, padding=1, dropout=d),               # 4b x28x28  RF 5
+            nn.MaxPool2d(2),                                    # 4b x14x14  RF 6
+            *p4_conv(b, a, dropout=d),                          # 4a x12x12  RF 10
+            *p4_conv(a, a, dropout=d),                          # 4a x10x10  RF 14
+            *p4_conv(a, a, dropout=d),                          # 4a x8x8    RF 18
+            *p4_conv(a, a, dropout=d),                          # 4a x6x6    RF 22
+            nn.AvgPool2d(6),                                    # 4a x1x1    RF 32
             nn.Conv2d(4 * a, 10, 1, bias=False),                # 10x1x1
         )
+
+
+class Net9(P4GapNet):
+    """1,783 parameters: Net8's layout with every filter shared by its four
+    90-degree turns (p4 convs), 4 x 5 channels before the pool, 4 x 8 after
+    (docs/net9.md)."""
+
+    def __init__(self, dropout=None):
+        super().__init__(5, 8, dropout)
 
 
 NETS = {net.__name__: net for net in (Net1, Net2, Net3, Net4, Net5, Net6, Net7, Net8, Net9)}

@@ -5,7 +5,7 @@ table of what the candidates scored on the validation split.
     python experiments/net9/search.py --table
 
 It uses the product only through its public functions and classes:
-model.conv, model.p4_conv, model.TinyNet, model.SeparableGapNet,
+model.conv, model.TinyNet, model.SeparableGapNet, model.P4GapNet,
 model.Deskew, train.parse_args, train.make_config and train.train, which is
 handed the candidates by name.
 """
@@ -433,25 +433,6 @@ def attention_pooled(before, after, dropout=None):
     return model.TinyNet(*layers)
 
 
-def p4(before, after, dropout=None):
-    """Round 30: dsk{b}_{a}'s layout in p4 convs (model.p4_conv: each filter
-    shared by its four 90-degree turns), 4 x `before` channels before the
-    pool, 4 x `after` after it; p4_5_8 is model.Net9. Round 30 ran a copy
-    of these layers kept here (commit 08c6d60): the same weights and history."""
-    b, a, d = before, after, dropout
-    return model.TinyNet(
-        model.Deskew(),
-        *model.p4_conv(1, b, padding=1, dropout=d),         # 4b x28x28  RF 3
-        *model.p4_conv(b, b, padding=1, dropout=d),         # 4b x28x28  RF 5
-        nn.MaxPool2d(2),                                    # 4b x14x14  RF 6
-        *model.p4_conv(b, a, dropout=d),                    # 4a x12x12  RF 10
-        *model.p4_conv(a, a, dropout=d),                    # 4a x10x10  RF 14
-        *model.p4_conv(a, a, dropout=d),                    # 4a x8x8    RF 18
-        *model.p4_conv(a, a, dropout=d),                    # 4a x6x6    RF 22
-        nn.AvgPool2d(6),                                    # 4a x1x1    RF 32
-        nn.Conv2d(4 * a, 10, 1, bias=False),                # 10x1x1
-    )
-
 def named(builder, *widths):
     return lambda dropout=None: builder(*widths, dropout=dropout)
 
@@ -484,7 +465,10 @@ CANDIDATES = {
     "stroke11_15": named(stroked, 11, 15),
     "stroke14_19": named(stroked, 14, 19),
     "attn11_15": named(attention_pooled, 11, 15),
-    **{f"p4_{b}_{a}": named(p4, b, a) for b, a in ((5, 8), (6, 8), (4, 9), (4, 7))},
+    # round 30: model.P4GapNet (p4_5_8 is model.Net9); round 30 ran a copy of
+    # the p4 layers kept here (commit 08c6d60): the same weights and history
+    **{f"p4_{b}_{a}": named(model.P4GapNet, b, a)
+       for b, a in ((5, 8), (6, 8), (4, 9), (4, 7))},
 }
 
 
