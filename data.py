@@ -158,4 +158,10 @@ def device_loaders(data_dir, batch_size, rotation, device, seed, val=0):
     return train, DeviceLoader(*test, TEST_BATCH_SIZE, device)
 
 
+def test_loader(data_dir, device):
+    """The 10,000 test images alone, on the device (--eval, the figures)."""
+    prepare_mnist(data_dir)
+    return DeviceLoader(*load_tensors(data_dir, False), TEST_BATCH_SIZE, device)
+
+
 LOADERS = {"device": device_loaders, "classic": classic_loaders}

@@ -186,9 +186,9 @@ def one_run(run, data_dir, out):
     ckpt = torch.load(run.with_suffix(".pt"), map_location=cpu, weights_only=True)
     net = model.NETS[ckpt["config"]["net"]]()
     net.load_state_dict(ckpt["state_dict"])
-    _, test_loader = data.device_loaders(data_dir, 1, 0, cpu, 0)
     history = json.loads(run.with_suffix(".json").read_text())
-    save_plots(net, history, test_loader, cpu, out / f"{run.name}.json")
+    save_plots(net, history, data.test_loader(data_dir, cpu), cpu,
+               out / f"{run.name}_curves.png", out / f"{run.name}_misclassified.png")
 
 
 def main(argv=None):

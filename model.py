@@ -1,4 +1,4 @@
-"""The networks of the MNIST experiment, Net1 ... Net6, and our Net7 and Net8.
+"""The networks of the MNIST experiment, Net1 ... Net6, and our Net7, Net8 and Net9.
 
 Each net is one flat ``nn.Sequential`` whose rows are the rows of its table in
 the spec (a torchsummary/torchinfo summary prints them in that order), and each
@@ -185,29 +185,31 @@ class P4Pointwise(nn.Conv2d):
 
     def __init__(self, c_in, c_out):
         super().__init__(4 * c_in, c_out, 1, bias=False)
-        r = torch.arange(4)
-        self.register_buffer("turn", (r[None, :] - r[:, None]) % 4, persistent=False)  # [s, r]
 
     def forward(self, x):
         c_out, c4 = self.weight.shape[:2]
-        w = self.weight.view(c_out, c4 // 4, 4)[:, :, self.turn]  # (o, c, s, r)
+        # the cycle (r - s) % 4 is made here, not kept as a buffer, which a
+        # weight average would blend as if it were a weight
+        r = torch.arange(4, device=x.device)
+        w = self.weight.view(c_out, c4 // 4, 4)[:, :, (r[None, :] - r[:, None]) % 4]  # (o, c, s, r)
         return F.conv2d(x, w.permute(0, 2, 1, 3).reshape(4 * c_out, c4, 1, 1))
 
 
-class P4BatchNorm(nn.BatchNorm3d):
-    """BatchNorm with one mean, variance, scale and shift per feature, shared
-    by its four orientations (2 C parameters)."""
+class P4BatchNorm2d(nn.BatchNorm2d):
+    """nn.BatchNorm2d over C features of 4 orientations each, seen as C
+    channels of 4H x W: one mean, variance, scale and shift per feature,
+    shared by its four turns (2 C parameters)."""
 
     def forward(self, x):
         n, c4, h, w = x.shape
-        return super().forward(x.view(n, c4 // 4, 4, h, w)).view(n, c4, h, w)
+        return super().forward(x.reshape(n, c4 // 4, 4 * h, w)).view(n, c4, h, w)
 
 
 def p4_conv(c_in, c_out, padding=0, dropout=None):
     """model.conv in p4 form: the first conv (c_in 1) or a separable one."""
     convs = ([P4Conv(1, c_out, padding)] if c_in == 1 else
              [P4Conv(c_in, c_in, padding), P4Pointwise(c_in, c_out)])
-    return [*convs, P4BatchNorm(c_out), nn.ReLU(),
+    return [*convs, P4BatchNorm2d(c_out), nn.ReLU(),
             *([nn.Dropout(dropout)] if dropout is not None else [])]
 
 

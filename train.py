@@ -6,10 +6,13 @@ import argparse
 import json
 import math
 import multiprocessing
+import multiprocessing.connection
+import os
 import queue
 import signal
 import statistics
 import sys
+import threading
 import time
 from contextlib import redirect_stdout
 from pathlib import Path
@@ -41,6 +44,27 @@ COMMON = dict(lr=0.01, momentum=0.9, max_lr=0.1, pct_start=0.3, ema=None, epochs
 MAX_EPOCHS = 100
 TRAIN_IMAGES = 60_000
 TARGET, LAST = 99.40, 5  # the accuracy target, held in each of the last 5 epochs
+
+
+# Ctrl-C, SIGTERM (kill, a scheduler) and SIGHUP (a closed terminal) stop a
+# run alike: finished epochs kept, workers ended, exit 128 + the signal.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))
+
+
+class Interrupted(KeyboardInterrupt):
+    def __init__(self, signum):
+        super().__init__()
+        self.signum = signum
+
+
+def stop(signum, _):
+    raise Interrupted(signum)
+
+
+def stopped_by(e):
+    signum = getattr(e, "signum", signal.SIGINT)
+    return "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
 
 
 # Ranges live in the argument types: help, parsing and the error are one place.
@@ -175,9 +199,46 @@ def write_json(path, obj):
     tmp.replace(path)
 
 
-def output_path(template, step, seed, flag):
-    """`template` with {step} and {seed} filled in, checked writable before any training."""
-    path = Path(template.format(step=step, seed=seed))
+def run_paths(run, step, seed):
+    """Every file a run of `seed` writes: the history and, beside it, its log
+    (--jobs), curves and misclassified digits; the checkpoint (--save)."""
+    history = Path(run.history.format(step=step, seed=seed))
+    return dict(history=history, log=history.with_suffix(".log"),
+                curves=history.with_name(history.stem + "_curves.png"),
+                misclassified=history.with_name(history.stem + "_misclassified.png"),
+                save=Path(run.save.format(step=step, seed=seed)) if run.save else None)
+
+
+def check_paths(run, step, seeds):
+    """Refuse (exit 2) templates that name a field other than {step} and
+    {seed}, a seed given twice, and two seeds or two files that would write
+    one path: each run writes its own files."""
+    for flag in ("history", "save"):
+        template = getattr(run, flag, None)
+        try:
+            template and template.format(step=step, seed=0)
+        except (KeyError, IndexError, ValueError):
+            raise UserError(f"argument --{flag}: {template!r} may fill in only {{step}} and "
+                            "{seed}", exit_code=2) from None
+    repeated = next((seed for i, seed in enumerate(seeds) if seed in seeds[:i]), None)
+    if repeated is not None:
+        raise UserError(f"argument --seeds: seed {repeated} is given twice", exit_code=2)
+    writers = {}
+    for seed in seeds:
+        for kind, path in run_paths(run, step, seed).items():
+            if path is not None:
+                other = writers.setdefault(path.resolve(), (seed, kind))
+                if other[0] != seed:
+                    raise UserError(f"seeds {other[0]} and {seed} would both write {path}; "
+                                    f"put {{seed}} in --{'save' if kind == 'save' else 'history'}",
+                                    exit_code=2)
+                if other[1] != kind:
+                    raise UserError(f"seed {seed}'s {other[1]} and {kind} would both be {path}; "
+                                    "give --history and --save different paths", exit_code=2)
+
+
+def writable(path, flag):
+    """`path`, checked writable before any training."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         existed = path.exists()
@@ -191,12 +252,10 @@ def output_path(template, step, seed, flag):
     return path
 
 
-def save_plots(net, history, test_loader, device, path):
-    curves = path.with_name(path.stem + "_curves.png")
-    wrong = path.with_name(path.stem + "_misclassified.png")
+def save_plots(net, history, test_loader, device, curves, misclassified):
     plot_curves(history, curves)
-    plot_misclassified(net, test_loader, device, wrong, data.MEAN, data.STD)
-    print(f"Plots: {curves} {wrong}")
+    plot_misclassified(net, test_loader, device, misclassified, data.MEAN, data.STD)
+    print(f"Plots: {curves} {misclassified}")
 
 
 def measured(run):
@@ -209,10 +268,11 @@ def train(cfg, run, seed, nets=models.NETS, on_epoch=None):
     parsed flags), printing the documented log and saving the history after
     every epoch; returns the history. cfg["net"] names a net class of `nets`;
     `on_epoch`, if given, is called with each finished epoch's record."""
+    # set-up: paths checked, data, net, optimizer, the weight average
     seed_everything(seed)
     device = pick_device(run.device)
-    path = output_path(run.history, cfg["step"], seed, "history")
-    save = run.save and output_path(run.save, cfg["step"], seed, "save")
+    paths = run_paths(run, cfg["step"], seed)
+    path, save = writable(paths["history"], "history"), paths["save"] and writable(paths["save"], "save")
     split = "Validation" if run.val else "Test"
     train_loader, test_loader = data.LOADERS[run.loader](
         run.data_dir, cfg["batch_size"], cfg["rotation"], device, seed, run.val)
@@ -227,13 +287,14 @@ def train(cfg, run, seed, nets=models.NETS, on_epoch=None):
     history = dict(step=cfg["step"], seed=seed, config=cfg, params=params,
                    torch=torch.__version__, device=str(device), evaluated_on=split.lower(),
                    run=measured(run), epochs=[])
-
     steps_per_epoch = min(len(train_loader), run.limit_batches or len(train_loader))
     optimizer, scheduler = make_optimizer(net, cfg["lr"], cfg["momentum"], cfg["scheduler"],
                                           cfg["max_lr"], cfg["epochs"], steps_per_epoch,
                                           cfg["pct_start"])
     ema = make_ema(net, cfg["ema"])  # with a moving average, the average is tested
     tested = ema.module if ema else net
+
+    # the epochs: train, test, save the history
     try:
         for epoch in range(cfg["epochs"]):
             print(f"EPOCH: {epoch}")
@@ -252,13 +313,16 @@ def train(cfg, run, seed, nets=models.NETS, on_epoch=None):
             write_json(path, history)
             if on_epoch:
                 on_epoch(history["epochs"][-1])
-    except KeyboardInterrupt:
-        raise UserError(f"interrupted: {len(history['epochs'])} finished epochs kept in {path}",
-                        exit_code=130) from None
-    finally:  # also after Ctrl-C or a NaN: the finished epochs get their plots
+    except KeyboardInterrupt as e:
+        raise UserError(f"{stopped_by(e)}: {len(history['epochs'])} finished epochs kept in "
+                        f"{path}", exit_code=128 + getattr(e, "signum", signal.SIGINT)) from None
+    finally:  # also after a signal or a NaN: the finished epochs get their plots
         print(f"History: {path}")
         if run.plots and history["epochs"]:
-            save_plots(tested, history, test_loader, device, path)
+            save_plots(tested, history, test_loader, device, paths["curves"],
+                       paths["misclassified"])
+
+    # the finish: the tested weights saved
     if save:
         torch.save(dict(state_dict=tested.state_dict(), step=cfg["step"], config=cfg,
                         metrics=history["epochs"][-1]), save)
@@ -287,20 +351,24 @@ def evaluate_checkpoint(args):
         net.load_state_dict(ckpt["state_dict"])
     except RuntimeError:
         raise UserError(f"{args.eval}: its weights do not fit {cfg['net']}") from None
-    _, test_loader = data.LOADERS["device"](args.data_dir, 1, 0, device, 0)
+    test_loader = data.test_loader(args.data_dir, device)
     print(f"Checkpoint: step {ckpt['step']}, {cfg['net']}, "
           f"{sum(p.numel() for p in net.parameters()):,} parameters, on {device}")
     print(f"\n{test_line(*evaluate(net.to(device), test_loader, device))}\n")
 
 
-def load_histories(template, step, seeds):
+def load_histories(run, step, seeds):
     histories = []
     for seed in seeds:
-        path = Path(template.format(step=step, seed=seed))
+        path = run_paths(run, step, seed)["history"]
         try:
-            histories.append(json.loads(path.read_text()))
+            history = json.loads(path.read_text())
         except (OSError, ValueError):
             raise UserError(f"no readable history at {path}; train that seed first") from None
+        if (history.get("step"), history.get("seed")) != (step, seed):
+            raise UserError(f"{path} holds step {history.get('step')} seed "
+                            f"{history.get('seed')}, not step {step} seed {seed}")
+        histories.append(history)
     return histories
 
 
@@ -334,22 +402,23 @@ def consistency(histories):
 def complete_history(cfg, run, seed):
     """--resume: the seed's saved history if it is complete for this recipe,
     else None, saying in one line why the seed is trained again."""
-    path = Path(run.history.format(step=cfg["step"], seed=seed))
+    path = run_paths(run, cfg["step"], seed)["history"]
     if not path.exists():
         return None
     try:
         saved = json.loads(path.read_text())
         # the recipe's fields (older histories hold more); a history written
         # before "run" existed was a full test-set run
-        same = (all(saved["config"].get(k) == v for k, v in json.loads(json.dumps(cfg)).items())
+        same = ((saved["step"], saved["seed"]) == (cfg["step"], seed)
+                and all(saved["config"].get(k) == v for k, v in json.loads(json.dumps(cfg)).items())
                 and saved.get("run", dict(val=0, limit_batches=None)) == measured(run))
         epochs = len(saved["epochs"])
     except (OSError, ValueError, KeyError, TypeError):
         print(f"seed {seed}: {path} is not a readable history; training it from the start")
         return None
     if not same:
-        print(f"seed {seed}: {path} holds another run (recipe, --val or --limit-batches); "
-              "training it from the start")
+        print(f"seed {seed}: {path} holds another run (step, seed, recipe, --val or "
+              "--limit-batches); training it from the start")
     elif epochs < cfg["epochs"]:
         print(f"seed {seed}: {path} has {epochs} of {cfg['epochs']} epochs; "
               "training it from the start")
@@ -369,7 +438,7 @@ def train_in_process(cfg, run, seeds, label):
         try:
             histories[seed] = train(cfg, run, seed)
         except (UserError, data.DataError) as e:
-            if getattr(e, "exit_code", 1) == 130:
+            if getattr(e, "exit_code", 1) > 128:  # a signal stops every seed
                 raise
             print(f"error: {f'seed {seed}: ' if label else ''}{e}", file=sys.stderr)
             failed.append(seed)
@@ -379,13 +448,19 @@ def train_in_process(cfg, run, seeds, label):
 def train_in_worker(cfg, run, seed, threads, events):
     """One seed in a worker process: its documented log goes to a file beside
     its history, each finished epoch and its end to the parent via `events`."""
-    def interrupt(*_):  # the parent ends a worker so: it stops as a run stops at Ctrl-C
+    def interrupt(signum, _):  # the parent ends a worker so: it stops as a run stops at Ctrl-C
         events.cancel_join_thread()  # and at exit does not wait for a parent that no longer reads
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, interrupt)
+        raise Interrupted(signum)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupt)
+
+    def end_with_parent():  # a parent killed outright cannot end its workers: they end themselves
+        multiprocessing.connection.wait([multiprocessing.parent_process().sentinel])
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=end_with_parent, daemon=True).start()
     torch.set_num_threads(threads)
     try:
-        log = output_path(run.history, cfg["step"], seed, "history").with_suffix(".log")
+        log = writable(run_paths(run, cfg["step"], seed)["log"], "history")
         with open(log, "w", buffering=1) as out, redirect_stdout(out):
             try:
                 history = train(cfg, run, seed, on_epoch=lambda e: events.put(("epoch", seed, e)))
@@ -402,19 +477,20 @@ def train_in_worker(cfg, run, seed, threads, events):
 def finished_history(cfg, run, seed):
     """The seed's history as its worker left it on disk, if it has every epoch."""
     try:
-        history = json.loads(Path(run.history.format(step=cfg["step"], seed=seed)).read_text())
+        history = json.loads(run_paths(run, cfg["step"], seed)["history"].read_text())
     except (OSError, ValueError):
         return None
     return history if len(history.get("epochs", [])) == cfg["epochs"] else None
 
 
-def train_in_workers(cfg, run, seeds, jobs, worker=train_in_worker):
+def train_in_workers(cfg, run, seeds, jobs, worker=train_in_worker,
+                     context=multiprocessing.get_context("spawn")):
     """The seeds in `jobs` worker processes at once, each with its share of
     the torch threads; prints a line per seed per epoch. Ctrl-C ends every
     worker (the finished epochs are on disk). A worker that ends without
     its last word (a queue may drop it) left its history on disk: it is read
-    from there. Returns ({seed: history}, failed)."""
-    context = multiprocessing.get_context("spawn")  # CUDA works in a spawned process, not a fork
+    from there. Spawned by default: CUDA works in a spawned process, not a
+    fork. Returns ({seed: history}, failed)."""
     events = context.Queue()
     threads = max(1, torch.get_num_threads() // jobs)
     split = "validation" if run.val else "test"
@@ -441,7 +517,7 @@ def train_in_workers(cfg, run, seeds, jobs, worker=train_in_worker):
                     running[seed].start()
                 finally:
                     signal.signal(signal.SIGINT, default)
-                log = Path(run.history.format(step=cfg["step"], seed=seed)).with_suffix(".log")
+                log = run_paths(run, cfg["step"], seed)["log"]
                 print(f"seed {seed}: started, {threads} torch thread(s), log {log}")
             try:
                 kind, seed, value = events.get(timeout=1)
@@ -464,15 +540,17 @@ def train_in_workers(cfg, run, seeds, jobs, worker=train_in_worker):
                 end(seed, value)
             else:
                 end(seed, error=value)
-    except KeyboardInterrupt:
-        default = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C waits too
-        for worker in running.values():
+    except KeyboardInterrupt as e:
+        ignored = {signum: signal.signal(signum, signal.SIG_IGN) for signum in STOP_SIGNALS}
+        for worker in running.values():  # a second signal waits for them too
             worker.terminate()
         for worker in running.values():
             worker.join()
-        signal.signal(signal.SIGINT, default)
-        raise UserError("interrupted: every seed's finished epochs are kept in its history; "
-                        "run again with --resume to train what is missing", exit_code=130) from None
+        for signum, handler in ignored.items():
+            signal.signal(signum, handler)
+        raise UserError(f"{stopped_by(e)}: every seed's finished epochs are kept in its history; "
+                        "run again with --resume to train what is missing",
+                        exit_code=128 + getattr(e, "signum", signal.SIGINT)) from None
     return histories, failed
 
 
@@ -480,11 +558,14 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = make_config(args)
     seeds = args.seeds or [args.seed]
+    # SIGTERM and a closed terminal stop a run as Ctrl-C does, while it runs
+    handlers = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS[1:]}
     try:
+        check_paths(args, cfg["step"], seeds)
         if args.eval:
             return evaluate_checkpoint(args) or 0
         if args.report:
-            print(consistency(load_histories(args.history, cfg["step"], seeds)))
+            print(consistency(load_histories(args, cfg["step"], seeds)))
             return 0
         done = {}
         for seed in seeds if args.resume else []:
@@ -503,6 +584,9 @@ def main(argv=None):
     except (UserError, data.DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return getattr(e, "exit_code", 1)
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
     return 1 if failed else 0
 
 

@@ -52,11 +52,19 @@ def make_optimizer(model, lr, momentum, scheduler, max_lr, epochs, steps_per_epo
 
 def make_ema(model, decay):
     """A moving average of `model`'s weights and BatchNorm statistics, to be
-    updated after every step (train_epoch does); None when decay is 0 or None."""
+    updated after every step (train_epoch does); None when decay is 0 or None.
+    Integer buffers (BatchNorm's step count) are copied, never blended."""
     if not decay:
         return None
-    return torch.optim.swa_utils.AveragedModel(
-        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True)
+    blend = torch.optim.swa_utils.get_ema_multi_avg_fn(decay)
+
+    def update(averaged, current, n_averaged):  # one device and dtype a call
+        if averaged[0].is_floating_point():
+            blend(averaged, current, n_averaged)
+        else:
+            for a, c in zip(averaged, current):
+                a.copy_(c)
+    return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=update, use_buffers=True)
 
 
 def lr_line(epoch, scheduler):
