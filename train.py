@@ -483,14 +483,24 @@ def finished_history(cfg, run, seed):
     return history if len(history.get("epochs", [])) == cfg["epochs"] else None
 
 
-def train_in_workers(cfg, run, seeds, jobs, worker=train_in_worker,
-                     context=multiprocessing.get_context("spawn")):
+def worker_context():
+    """Workers forked from a server process that imported this module once
+    (forkserver): each starts in a moment, and CUDA, which that server never
+    touched, works in it. Spawned where there is no forkserver."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["train"])
+    return context
+
+
+def train_in_workers(cfg, run, seeds, jobs, worker=train_in_worker, context=None):
     """The seeds in `jobs` worker processes at once, each with its share of
     the torch threads; prints a line per seed per epoch. Ctrl-C ends every
     worker (the finished epochs are on disk). A worker that ends without
     its last word (a queue may drop it) left its history on disk: it is read
-    from there. Spawned by default: CUDA works in a spawned process, not a
-    fork. Returns ({seed: history}, failed)."""
+    from there. Returns ({seed: history}, failed)."""
+    context = context or worker_context()
     events = context.Queue()
     threads = max(1, torch.get_num_threads() // jobs)
     split = "validation" if run.val else "test"
