@@ -1155,24 +1155,59 @@ class TestDocsAgreeWithHistories(unittest.TestCase):
                     self.assertEqual(rows["seeds that hold (final, mean ± std)"],
                                      ["", over_seeds(runs)])
 
-    def test_steps_doc_prose_quotes_only_its_runs(self):
-        sections = steps_doc()
-        for step, text in sections.items():
+    # every number of docs/steps.md's prose, in the order it is written, by
+    # the value it names: (what, step, seed or seeds, epoch) read back below
+    PROSE = {
+        1: [("train", 1, 1), ("final", 1, 1)],
+        2: [("best", 2, 1), ("best", 1, 1), ("acc", 2, 1, 12), ("acc", 2, 1, 11),
+            ("acc", 2, 1, 13), ("documented best", 2)],
+        3: [("train", 3, 1), ("best", 3, 1), ("target",), ("final", 3, 1)],
+        4: [("train", 4, 1), ("lowest of last 5", 4, 1), ("highest of last 5", 4, 1),
+            ("target",), ("best", 4, 1)],
+        5: [("train", 4, 1), ("train", 5, 1), ("lowest of last 5", 5, 1),
+            ("lowest of last 5", 4, 1), ("target",),
+            *[("lowest of last 5", 5, seed) for seed in range(1, 6)]],
+        6: [("mean final", 6, 5), ("mean final", 5, 5), ("best", 6, 1), ("acc", 6, 1, 10),
+            ("train", 6, 1), *[("lowest of last 5", 6, seed) for seed in range(1, 6)]],
+        7: [("train", 7, 1), ("train", 6, 1), ("target",), ("lowest of last 5", 7, 1),
+            ("lowest over seeds", 7, 10)],
+        8: [("train", 8, 1), ("train", 7, 1), ("mean final", 8, 5), ("mean final", 7, 5),
+            *[("lowest of last 5", 8, seed) for seed in range(1, 11)],
+            ("lowest from", 8, 1, 6), ("highest from", 8, 1, 6), ("train at", 8, 1, 6),
+            ("train at", 8, 1, 14)],
+        9: [("train", 9, 1), ("train", 8, 1), ("target",), ("lowest from", 9, 1, 10),
+            ("highest from", 9, 1, 10), ("train at", 9, 1, 10), ("train at", 9, 1, 14),
+            *[("lowest of last 5", 9, seed) for seed in range(1, 6)], ("mean final", 9, 5)],
+    }
+
+    @staticmethod
+    def value(what, step=None, seed=None, epoch=None):
+        if what == "target":
+            return 99.40
+        if what == "documented best":
+            return max(float(a) for a in RECORDED[step][0].split())
+        runs = committed(step)
+        if what == "mean final":
+            return statistics.mean(runs[s]["epochs"][-1]["test_acc"] for s in range(1, seed + 1))
+        if what == "lowest over seeds":
+            return min(e["test_acc"] for s in range(1, seed + 1) for e in runs[s]["epochs"][-5:])
+        tests = [e["test_acc"] for e in runs[seed]["epochs"]]
+        trains = [e["train_acc"] for e in runs[seed]["epochs"]]
+        return {"train": lambda: max(trains), "final": lambda: tests[-1], "best": lambda: max(tests),
+                "acc": lambda: tests[epoch], "train at": lambda: trains[epoch],
+                "lowest of last 5": lambda: min(tests[-5:]),
+                "highest of last 5": lambda: max(tests[-5:]),
+                "lowest from": lambda: min(tests[epoch:]),
+                "highest from": lambda: max(tests[epoch:])}[what]()
+
+    def test_steps_doc_prose_names_the_values_of_its_runs(self):
+        # a number in the prose is the value its place says, so two swapped
+        # numbers, or one from another seed or epoch, fail
+        for step, text in steps_doc().items():
             with self.subTest(step=step):
-                runs = committed(step)
-                allowed = {"99.40"} | {f"{e[k]:.2f}" for h in runs.values() for e in h["epochs"]
-                                       for k in ("test_acc", "train_acc")}
-                for near in (step - 1, step):  # a step may compare itself with the one before
-                    if near in sections:
-                        allowed |= {cell for cells in table_rows(sections[near]).values()
-                                    for cell in cells}
-                        allowed |= set(re.findall(r"\d\d\.\d\d", " ".join(
-                            " ".join(c) for c in table_rows(sections[near]).values())))
-                if step in RECORDED:
-                    allowed |= set(RECORDED[step][0].split())
                 prose = "\n".join(l for l in text.splitlines() if not l.startswith("|"))
-                for number in re.findall(r"(?<![\d.])\d\d\.\d\d(?![\d.])", prose):
-                    self.assertTrue(number in allowed, f"step {step}: {number} is in no history")
+                written = re.findall(r"(?<![\d.])\d\d\.\d\d(?!\d|\.\d)", prose)
+                self.assertEqual(written, [f"{self.value(*key):.2f}" for key in self.PROSE[step]])
 
     def test_readme_results_table(self):
         readme = (HERE / "README.md").read_text()
@@ -1203,9 +1238,16 @@ class TestFigures(unittest.TestCase):
                            if d not in (".git", ".venv", "data", "runs", "__pycache__")]
                 found.update({Path(top, n): Path(top, n).stat().st_mtime_ns for n in names})
             return found
-        before = files()
+        before, shown, save = files(), {}, figures.save
+
+        def keep(fig, path):  # what each picture shows, read before it is closed
+            shown[Path(path).name] = [dict(
+                title=ax.get_title(), ylim=ax.get_ylim(), xlim=ax.get_xlim(),
+                lines=[(tuple(l.get_xdata()), tuple(l.get_ydata())) for l in ax.get_lines()],
+                points=[c.get_offsets().tolist() for c in ax.collections]) for ax in fig.axes]
+            save(fig, path)
         with tempfile.TemporaryDirectory() as tmp:
-            with redirect_stdout(io.StringIO()):
+            with redirect_stdout(io.StringIO()), mock.patch.object(figures, "save", keep):
                 figures.main(["--out", tmp, "--data-dir", DATA_DIR])
             pngs = {p.name: p.stat().st_size for p in Path(tmp).iterdir()}
         self.assertEqual(sorted(pngs), ["consistency.png", "deskew.png", "ladder.png",
@@ -1217,6 +1259,35 @@ class TestFigures(unittest.TestCase):
         self.assertEqual(files(), before)  # nothing written outside the folder
         # and the committed pictures are these
         self.assertEqual(sorted(p.name for p in (HERE / "docs").glob("*.png")), sorted(pngs))
+
+        target = ((0, 1), (99.40, 99.40))  # axhline: across the axes at the target
+        # test accuracy: one curve per step, seed 1's epochs, and the target
+        [ax] = shown["test_accuracy.png"]
+        steps = sorted({int(p.stem[4:].split("_")[0]) for p in RESULTS.glob("step*_seed1.json")})
+        self.assertEqual(ax["lines"][-1], target)
+        self.assertEqual([l[1] for l in ax["lines"][:-1]],
+                         [tuple(e["test_acc"] for e in committed(step)[1]["epochs"])
+                          for step in steps])
+        # consistency: a panel per step with several seeds, each seed's last five, the target
+        panels = shown["consistency.png"]
+        many = [step for step in steps if len(committed(step)) > 1]
+        self.assertEqual(len(panels), len(many))
+        for ax, step in zip(panels, many):
+            runs = committed(step)
+            held = sum(min(e["test_acc"] for e in h["epochs"][-5:]) >= 99.40 for h in runs.values())
+            self.assertTrue(ax["title"].startswith(f"step {step},"), ax["title"])
+            self.assertIn(f"held on {held} of {len(runs)}", ax["title"])
+            self.assertIn(target, ax["lines"])
+            self.assertEqual(sorted(pt for c in ax["points"] for pt in c), sorted(
+                [float(seed), e["test_acc"]] for seed, h in runs.items() for e in h["epochs"][-5:]))
+        # the ladder: a point per step at its parameters and share of seeds held
+        [ax] = shown["ladder.png"]
+        self.assertIn(((8000, 8000), (0, 1)), ax["lines"])
+        points = {tuple(pt) for c in ax["points"] for pt in c}
+        for step in steps:
+            runs = committed(step)
+            held = sum(min(e["test_acc"] for e in h["epochs"][-5:]) >= 99.40 for h in runs.values())
+            self.assertIn((float(runs[1]["params"]), 100 * held / len(runs)), points)
 
 
 if __name__ == "__main__":
