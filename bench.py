@@ -7,6 +7,12 @@
     python bench.py --repeats 3 --batches 150
 
 Times `--batches` batches (all 469 by default) and scales to a full epoch.
+
+    python bench.py --steps
+
+times instead one training step (a batch of 64) of Net7, Net8 and Net9 at
+1 and 2 threads, plain and channels-last, against a 1024 x 1024 matmul in
+the same run, and profiles Net9's step by operator. Prints; writes nothing.
 """
 import argparse
 import statistics
@@ -16,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 import data
+import model
 from model import Net6
 from train import RECIPES, COMMON
 from utils import make_optimizer, pick_device, seed_everything, train_epoch
@@ -47,13 +54,83 @@ def timed_floor(premade, device):
     return time.perf_counter() - start
 
 
+def flops_per_image(net, batch):
+    """Forward + backward FLOPs of one image, by torch's flop counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+    images, labels = batch
+    with FlopCounterMode(display=False) as counter:
+        F.nll_loss(net(images), labels).backward()
+    return counter.get_total_flops() / len(images)
+
+
+def step_ms(net, batch, repeats, steps=10):
+    """Median milliseconds of one SGD step (forward, backward, update)."""
+    optimizer, _ = make_optimizer(net, COMMON["lr"], COMMON["momentum"], "none", 0, 1, 1)
+    net.train()
+    times = []
+    for _ in range(repeats + 1):  # the first round warms up and is dropped
+        start = time.perf_counter()
+        for _ in range(steps):
+            optimizer.zero_grad(set_to_none=True)
+            F.nll_loss(net(batch[0]), batch[1]).backward()
+            optimizer.step()
+        times.append((time.perf_counter() - start) / steps * 1000)
+    return statistics.median(times[1:])
+
+
+def matmul_gflops(repeats, n=1024):
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        for _ in range(10):
+            a @ b
+        times.append((time.perf_counter() - start) / 10)
+    return 2 * n ** 3 / statistics.median(times[1:]) / 1e9
+
+
+def bench_steps(repeats, names=("Net7", "Net8", "Net9")):
+    """One training step of each net, each thread count and memory format."""
+    torch.manual_seed(0)
+    batch = (torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,)))
+    flops = {name: flops_per_image(model.NETS[name](), batch) for name in names}
+    print("| net | params | MFLOP an image, fwd+bwd | threads | format | ms a step | GFLOP/s "
+          "| of matmul | s an epoch (938 steps) |\n|---|---|---|---|---|---|---|---|---|")
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        peak = matmul_gflops(repeats)
+        for name in names:
+            for layout in ("plain", "channels-last"):
+                net = model.NETS[name]()
+                if layout != "plain":
+                    net = net.to(memory_format=torch.channels_last)
+                ms = step_ms(net, batch, repeats)
+                rate = flops[name] * 64 / ms / 1e6
+                print(f"| {name} | {sum(p.numel() for p in net.parameters()):,} | "
+                      f"{flops[name] / 1e6:.1f} | {threads} | {layout} | {ms:.1f} | {rate:.1f} | "
+                      f"{100 * rate / peak:.0f} % | {ms * 938 / 1000:.0f} |")
+        print(f"| 1024x1024 matmul | | | {threads} | | | {peak:.0f} | 100 % | |")
+    torch.set_num_threads(1)
+    net = model.Net9()
+    step_ms(net, batch, 1)
+    with torch.profiler.profile() as prof:
+        step_ms(net, batch, 1)
+    print("\nNet9, one thread, plain: where a step's time goes\n")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=3, help="timed runs of each (default: 3)")
     p.add_argument("--batches", type=int, default=None, help="batches timed per run (default: all)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
     p.add_argument("--data-dir", default="./data", help="where MNIST is kept (default: ./data)")
+    p.add_argument("--steps", action="store_true",
+                   help="time one training step of Net7, Net8 and Net9 instead (CPU threads 1 "
+                        "and 2, plain and channels-last; default: off)")
     args = p.parse_args()
+    if args.steps:
+        return bench_steps(args.repeats)
     device = pick_device(args.device)
     recipe = RECIPES[6]
     seed_everything(1)
