@@ -1,9 +1,11 @@
 """python -m unittest: nets against the spec tables, LR values, log lines,
 errors, the batched rotation, and a few real training steps. Offline.
 
-Most runs are in-process (train.main with its output captured); a few
-subprocesses check what only a process shows: the documented log of steps 6
-and 7, --save then --eval in a fresh process, Ctrl-C."""
+Runs are in-process (train.main with its output captured, signals sent to
+this process), short, and evaluated on a small held-out split (--val) but
+for the one --eval test; worker processes are started where --jobs is the
+point, and one subprocess shows what only a process can: its workers
+ending when it is killed outright. About 75 s on a 2-core CPU."""
 import io
 import json
 import math
@@ -503,6 +505,7 @@ class TestSignals(CommandLineCase):
 
     @unittest.skipUnless(os.name == "posix", "sends signals")
     def test_each_stop_signal_keeps_finished_epochs_and_their_plots(self):
+        """Slow (about 6 s): three short runs, one a signal."""
         for signum, words in STOPS:
             with self.subTest(signal=words):
                 (status, _, err), [path] = self.stopped_run(signum)
@@ -528,6 +531,8 @@ class TestSignals(CommandLineCase):
 
     @unittest.skipUnless(sys.platform == "linux", "reads /proc")
     def test_workers_of_a_killed_parent_stop_at_once(self):
+        """Slow (about 7 s): a parent process and its workers must start; no
+        other way shows a parent killed outright."""
         # SIGKILL cannot be caught, so the parent cannot end its workers: they
         # see it gone and end themselves (what only a process shows)
         parent = subprocess.Popen(
@@ -778,6 +783,8 @@ class TestSeeds(CommandLineCase):
     """--jobs and --resume."""
 
     def test_seeds_in_workers_are_the_seeds_alone_and_a_failing_one_is_named(self):
+        """Slow (about 8 s): three worker processes must start, and two seeds
+        trained again in this process to compare with."""
         (self.tmp / "3").write_text("")  # seed 3's folder is a file: its history cannot be written
         history = str(self.tmp / "{seed}" / "h.json")
         short = ("--step", "8", "--epochs", "2", "--limit-batches", "4", "--val", "500",
@@ -1231,6 +1238,7 @@ class TestDocsAgreeWithHistories(unittest.TestCase):
 
 class TestFigures(unittest.TestCase):
     def test_figures_draws_each_picture_from_the_committed_runs_into_its_folder(self):
+        """Slow (about 8 s): it draws every picture, as `python figures.py` does."""
         def files():
             found = {}
             for top, dirs, names in os.walk(HERE):
