@@ -314,8 +314,10 @@ def train(cfg, run, seed, nets=models.NETS, on_epoch=None):
             if on_epoch:
                 on_epoch(history["epochs"][-1])
     except KeyboardInterrupt as e:
-        raise UserError(f"{stopped_by(e)}: {len(history['epochs'])} finished epochs kept in "
-                        f"{path}", exit_code=128 + getattr(e, "signum", signal.SIGINT)) from None
+        kept = (f": {len(history['epochs'])} finished epochs kept in {path}" if history["epochs"]
+                else " before any epoch finished")
+        raise UserError(stopped_by(e) + kept,
+                        exit_code=128 + getattr(e, "signum", signal.SIGINT)) from None
     finally:  # also after a signal or a NaN: the finished epochs get their plots
         print(f"History: {path}")
         if run.plots and history["epochs"]:
@@ -594,6 +596,9 @@ def main(argv=None):
     except (UserError, data.DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return getattr(e, "exit_code", 1)
+    except KeyboardInterrupt as e:  # before a first epoch: nothing to keep
+        print(f"error: {stopped_by(e)} before any epoch finished", file=sys.stderr)
+        return 128 + getattr(e, "signum", signal.SIGINT)
     finally:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
