@@ -272,7 +272,8 @@ def train(cfg, run, seed, nets=models.NETS, on_epoch=None):
     seed_everything(seed)
     device = pick_device(run.device)
     paths = run_paths(run, cfg["step"], seed)
-    path, save = writable(paths["history"], "history"), paths["save"] and writable(paths["save"], "save")
+    path = writable(paths["history"], "history")
+    save = paths["save"] and writable(paths["save"], "save")
     split = "Validation" if run.val else "Test"
     train_loader, test_loader = data.LOADERS[run.loader](
         run.data_dir, cfg["batch_size"], cfg["rotation"], device, seed, run.val)
