@@ -608,4 +608,8 @@ def main(argv=None):
 
 if __name__ == "__main__":
     sys.stdout.reconfigure(line_buffering=True)  # logs in order when piped to a file
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # piped into `head`, which has read enough: end quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
