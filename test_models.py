@@ -5,7 +5,7 @@ Runs are in-process (train.main with its output captured, signals sent to
 this process), short, and evaluated on a small held-out split (--val) but
 for the one --eval test; worker processes are started where --jobs is the
 point, and one subprocess shows what only a process can: its workers
-ending when it is killed outright. About 60 s on a 2-core CPU."""
+ending when it is killed outright. 60-70 s on a 2-core CPU."""
 import io
 import json
 import math
