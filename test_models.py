@@ -1121,14 +1121,18 @@ def ours(history):
                        max(e["train_acc"] for e in history["epochs"]))
 
 
+def held(histories):
+    """How many of `histories` reach 99.40 % in each of their last five epochs."""
+    return sum(min(e["test_acc"] for e in h["epochs"][-5:]) >= 99.40 for h in histories)
+
+
 def over_seeds(runs):
     """'k of n (mean ± std)' over seeds 1-5 and over all, as the docs write it."""
     cells = []
     for n in sorted({5, len(runs)}):
         finals = [runs[seed]["epochs"][-1]["test_acc"] for seed in range(1, n + 1)]
-        held = sum(min(e["test_acc"] for e in runs[seed]["epochs"][-5:]) >= 99.40
-                   for seed in range(1, n + 1))
-        cells.append(f"{held} of {n} ({statistics.mean(finals):.2f} ± {statistics.stdev(finals):.2f})")
+        kept = held(runs[seed] for seed in range(1, n + 1))
+        cells.append(f"{kept} of {n} ({statistics.mean(finals):.2f} ± {statistics.stdev(finals):.2f})")
     return "; ".join(cells)
 
 
@@ -1290,9 +1294,8 @@ class TestFigures(unittest.TestCase):
         self.assertEqual(len(panels), len(many))
         for ax, step in zip(panels, many):
             runs = committed(step)
-            held = sum(min(e["test_acc"] for e in h["epochs"][-5:]) >= 99.40 for h in runs.values())
             self.assertTrue(ax["title"].startswith(f"step {step},"), ax["title"])
-            self.assertIn(f"held on {held} of {len(runs)}", ax["title"])
+            self.assertIn(f"held on {held(runs.values())} of {len(runs)}", ax["title"])
             self.assertIn(target, ax["lines"])
             self.assertEqual(sorted(pt for c in ax["points"] for pt in c), sorted(
                 [float(seed), e["test_acc"]] for seed, h in runs.items() for e in h["epochs"][-5:]))
@@ -1302,8 +1305,7 @@ class TestFigures(unittest.TestCase):
         points = {tuple(pt) for c in ax["points"] for pt in c}
         for step in steps:
             runs = committed(step)
-            held = sum(min(e["test_acc"] for e in h["epochs"][-5:]) >= 99.40 for h in runs.values())
-            self.assertIn((float(runs[1]["params"]), 100 * held / len(runs)), points)
+            self.assertIn((float(runs[1]["params"]), 100 * held(runs.values()) / len(runs)), points)
 
 
 if __name__ == "__main__":
