@@ -5,7 +5,9 @@ step's recipe, or print what the candidates scored on the validation split.
     python experiments/net10/search.py --table
 
 It uses the product only through its public names: model.P4GapNet,
-train.parse_args, train.make_config and train.train (handed the candidates).
+model.TinyNet, model.Deskew, train.parse_args, train.make_config and
+train.train (handed the candidates). Round 2's p4m layers live here until a
+net that needs them is chosen.
 V: validation accuracy, mean of epochs 10-14; T5: train accuracy, the same.
 """
 import json
@@ -15,6 +17,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 import model  # noqa: E402
 import train  # noqa: E402
@@ -27,7 +33,90 @@ def p4(before, after):
     return lambda dropout=None: model.P4GapNet(before, after, dropout)
 
 
-CANDIDATES = {"p4_4_5": p4(4, 5), "p4_3_5": p4(3, 5)}
+# ---- p4m (round 2): each 3x3 filter shared by its four turns and their
+# mirror images. Channel c * 8 + g is feature c under group element g = 4 m + r:
+# mirrored (across the vertical axis) m times, then turned r times.
+def transform(x, g):
+    """x's last two dims mirrored, then turned, as element g says."""
+    m, r = divmod(g, 4)
+    return torch.rot90(torch.flip(x, (-1,)) if m else x, r, (-2, -1))
+
+
+def compose(a, b):
+    (ma, ra), (mb, rb) = divmod(a, 4), divmod(b, 4)
+    return 4 * (ma ^ mb) + (ra + (-1) ** ma * rb) % 4
+
+
+def inverse(a):
+    m, r = divmod(a, 4)
+    return a if m else (-r) % 4
+
+
+# output orientation s reads input orientation g with weight slot s^-1 g
+SLOT = [[compose(inverse(s), g) for g in range(8)] for s in range(8)]
+
+
+class P4mConv(nn.Conv2d):
+    """P4Conv with eight copies of each filter: on the image (c_in 1) or depthwise."""
+
+    def __init__(self, c_in, c, padding=0):
+        super().__init__(c_in, c, 3, padding=padding, groups=c_in, bias=False)
+
+    def forward(self, x):
+        w = torch.stack([transform(self.weight, g) for g in range(8)], 1).flatten(0, 1)
+        return F.conv2d(x, w, padding=self.padding, groups=1 if self.groups == 1 else len(w))
+
+
+class P4mPointwise(nn.Conv2d):
+    """A 1x1 conv from C_in x 8 to C_out x 8 that commutes with the group: 8 C_in C_out weights."""
+
+    def __init__(self, c_in, c_out):
+        super().__init__(8 * c_in, c_out, 1, bias=False)
+
+    def forward(self, x):
+        c_out, c8 = self.weight.shape[:2]
+        slot = torch.tensor(SLOT, device=x.device)
+        w = self.weight.view(c_out, c8 // 8, 8)[:, :, slot]  # (o, c, s, g)
+        return F.conv2d(x, w.permute(0, 2, 1, 3).reshape(8 * c_out, c8, 1, 1))
+
+
+class P4mBatchNorm2d(nn.BatchNorm2d):
+    def forward(self, x):
+        n, c8, h, w = x.shape
+        return super().forward(x.reshape(n, c8 // 8, 8 * h, w)).view(n, c8, h, w)
+
+
+def p4m_conv(c_in, c_out, padding=0):
+    convs = ([P4mConv(1, c_out, padding)] if c_in == 1 else
+             [P4mConv(c_in, c_in, padding), P4mPointwise(c_in, c_out)])
+    return [*convs, P4mBatchNorm2d(c_out), nn.ReLU()]
+
+
+class P4mGapNet(model.TinyNet):
+    """P4GapNet in p4m convs, 8 x `before` channels before the pool, 8 x
+    `after` after it, 8 x `last` in the last conv; full: with the separable
+    conv at 28 x 28 (short: without it, one stage fewer there)."""
+
+    def __init__(self, before, after, last, full=True, dropout=None):
+        b, a = before, after
+        super().__init__(
+            model.Deskew(),
+            *p4m_conv(1, b, padding=1),
+            *(p4m_conv(b, b, padding=1) if full else []),
+            nn.MaxPool2d(2),
+            *p4m_conv(b, a), *p4m_conv(a, a), *p4m_conv(a, a), *p4m_conv(a, last),
+            nn.AvgPool2d(6),
+            nn.Conv2d(8 * last, 10, 1, bias=False),
+        )
+
+
+def p4m(*shape, full=True):
+    return lambda dropout=None: P4mGapNet(*shape, full=full)
+
+
+CANDIDATES = {"p4_4_5": p4(4, 5), "p4_3_5": p4(3, 5),
+              "p4m_3_4_3": p4m(3, 4, 3), "p4m_3_3_3": p4m(3, 3, 3),
+              "p4ms_4_4_3": p4m(4, 4, 3, full=False)}
 
 
 def scores(history):
