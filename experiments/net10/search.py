@@ -95,28 +95,31 @@ def p4m_conv(c_in, c_out, padding=0):
 class P4mGapNet(model.TinyNet):
     """P4GapNet in p4m convs, 8 x `before` channels before the pool, 8 x
     `after` after it, 8 x `last` in the last conv; full: with the separable
-    conv at 28 x 28 (short: without it, one stage fewer there)."""
+    conv at 28 x 28 (short: without it, one stage fewer there); `stages`
+    separable convs after the pool (GAP sees 14 - 2 x stages)."""
 
-    def __init__(self, before, after, last, full=True, dropout=None):
+    def __init__(self, before, after, last, full=True, stages=4, dropout=None):
         b, a = before, after
+        widths = [b] + [a] * (stages - 1) + [last]
         super().__init__(
             model.Deskew(),
             *p4m_conv(1, b, padding=1),
             *(p4m_conv(b, b, padding=1) if full else []),
             nn.MaxPool2d(2),
-            *p4m_conv(b, a), *p4m_conv(a, a), *p4m_conv(a, a), *p4m_conv(a, last),
-            nn.AvgPool2d(6),
+            *[layer for c_in, c_out in zip(widths, widths[1:]) for layer in p4m_conv(c_in, c_out)],
+            nn.AvgPool2d(14 - 2 * stages),
             nn.Conv2d(8 * last, 10, 1, bias=False),
         )
 
 
-def p4m(*shape, full=True):
-    return lambda dropout=None: P4mGapNet(*shape, full=full)
+def p4m(*shape, **kw):
+    return lambda dropout=None: P4mGapNet(*shape, **kw)
 
 
 CANDIDATES = {"p4_4_5": p4(4, 5), "p4_3_5": p4(3, 5),
               "p4m_3_4_3": p4m(3, 4, 3), "p4m_3_3_3": p4m(3, 3, 3),
-              "p4ms_4_4_3": p4m(4, 4, 3, full=False)}
+              "p4ms_4_4_3": p4m(4, 4, 3, full=False),
+              "p4m3_3_5_3": p4m(3, 5, 3, stages=3), "p4m_3_5_3": p4m(3, 5, 3)}
 
 
 def scores(history):
