@@ -119,7 +119,8 @@ def p4m(*shape, **kw):
 CANDIDATES = {"p4_4_5": p4(4, 5), "p4_3_5": p4(3, 5),
               "p4m_3_4_3": p4m(3, 4, 3), "p4m_3_3_3": p4m(3, 3, 3),
               "p4ms_4_4_3": p4m(4, 4, 3, full=False),
-              "p4m3_3_5_3": p4m(3, 5, 3, stages=3), "p4m_3_5_3": p4m(3, 5, 3)}
+              "p4m3_3_5_3": p4m(3, 5, 3, stages=3), "p4m_3_5_3": p4m(3, 5, 3),
+              "p4m3_3_6_2": p4m(3, 6, 2, stages=3), "p4m2_4_7_3": p4m(4, 7, 3, stages=2)}
 
 
 def scores(history):
