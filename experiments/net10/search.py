@@ -67,6 +67,14 @@ class P4mConv(nn.Conv2d):
         return F.conv2d(x, w, padding=self.padding, groups=1 if self.groups == 1 else len(w))
 
 
+def p4m_pointwise(x, w):
+    """The 1x1 conv that commutes with the group, of weights w (C_out, C_in, 8):
+    output (o, s) reads input (c, g) with weight w[o, c, s^-1 g]."""
+    c_out, c_in = w.shape[:2]
+    w = w[:, :, torch.tensor(SLOT, device=x.device)]  # (o, c, s, g)
+    return F.conv2d(x, w.permute(0, 2, 1, 3).reshape(8 * c_out, 8 * c_in, 1, 1))
+
+
 class P4mPointwise(nn.Conv2d):
     """A 1x1 conv from C_in x 8 to C_out x 8 that commutes with the group: 8 C_in C_out weights."""
 
@@ -75,9 +83,22 @@ class P4mPointwise(nn.Conv2d):
 
     def forward(self, x):
         c_out, c8 = self.weight.shape[:2]
-        slot = torch.tensor(SLOT, device=x.device)
-        w = self.weight.view(c_out, c8 // 8, 8)[:, :, slot]  # (o, c, s, g)
-        return F.conv2d(x, w.permute(0, 2, 1, 3).reshape(8 * c_out, c8, 1, 1))
+        return p4m_pointwise(x, self.weight.view(c_out, c8 // 8, 8))
+
+
+class P4mSepPointwise(nn.Module):
+    """P4mPointwise separable in the group (round 5): each input feature's
+    eight maps mixed by its own 8 weights (a convolution over the group),
+    then the features mixed by C_in x C_out weights shared by every element:
+    w[o, c, h] = mix[o, c] x group[c, h], 8 C_in + C_in C_out weights."""
+
+    def __init__(self, c_in, c_out):
+        super().__init__()
+        self.group = nn.Parameter(torch.empty(c_in, 8).uniform_(-8 ** -0.5, 8 ** -0.5))
+        self.mix = nn.Parameter(torch.empty(c_out, c_in).uniform_(-c_in ** -0.5, c_in ** -0.5))
+
+    def forward(self, x):
+        return p4m_pointwise(x, self.mix[:, :, None] * self.group[None])
 
 
 class P4mBatchNorm2d(nn.BatchNorm2d):
@@ -86,9 +107,9 @@ class P4mBatchNorm2d(nn.BatchNorm2d):
         return super().forward(x.reshape(n, c8 // 8, 8 * h, w)).view(n, c8, h, w)
 
 
-def p4m_conv(c_in, c_out, padding=0):
+def p4m_conv(c_in, c_out, padding=0, pointwise=P4mPointwise):
     convs = ([P4mConv(1, c_out, padding)] if c_in == 1 else
-             [P4mConv(c_in, c_in, padding), P4mPointwise(c_in, c_out)])
+             [P4mConv(c_in, c_in, padding), pointwise(c_in, c_out)])
     return [*convs, P4mBatchNorm2d(c_out), nn.ReLU()]
 
 
@@ -96,9 +117,11 @@ class P4mGapNet(model.TinyNet):
     """P4GapNet in p4m convs, 8 x `before` channels before the pool, 8 x
     `after` after it, 8 x `last` in the last conv; full: with the separable
     conv at 28 x 28 (short: without it, one stage fewer there); `stages`
-    separable convs after the pool (GAP sees 14 - 2 x stages)."""
+    separable convs after the pool (GAP sees 14 - 2 x stages), their 1x1
+    convs `pointwise`."""
 
-    def __init__(self, before, after, last, full=True, stages=4, dropout=None):
+    def __init__(self, before, after, last, full=True, stages=4, pointwise=P4mPointwise,
+                 dropout=None):
         b, a = before, after
         widths = [b] + [a] * (stages - 1) + [last]
         super().__init__(
@@ -106,7 +129,8 @@ class P4mGapNet(model.TinyNet):
             *p4m_conv(1, b, padding=1),
             *(p4m_conv(b, b, padding=1) if full else []),
             nn.MaxPool2d(2),
-            *[layer for c_in, c_out in zip(widths, widths[1:]) for layer in p4m_conv(c_in, c_out)],
+            *[layer for c_in, c_out in zip(widths, widths[1:])
+              for layer in p4m_conv(c_in, c_out, pointwise=pointwise)],
             nn.AvgPool2d(14 - 2 * stages),
             nn.Conv2d(8 * last, 10, 1, bias=False),
         )
@@ -120,7 +144,9 @@ CANDIDATES = {"p4_4_5": p4(4, 5), "p4_3_5": p4(3, 5),
               "p4m_3_4_3": p4m(3, 4, 3), "p4m_3_3_3": p4m(3, 3, 3),
               "p4ms_4_4_3": p4m(4, 4, 3, full=False),
               "p4m3_3_5_3": p4m(3, 5, 3, stages=3), "p4m_3_5_3": p4m(3, 5, 3),
-              "p4m3_3_6_2": p4m(3, 6, 2, stages=3), "p4m2_4_7_3": p4m(4, 7, 3, stages=2)}
+              "p4m3_3_6_2": p4m(3, 6, 2, stages=3), "p4m2_4_7_3": p4m(4, 7, 3, stages=2),
+              "p4mg_3_7_3": p4m(3, 7, 3, pointwise=P4mSepPointwise),
+              "p4mg_3_6_4": p4m(3, 6, 4, pointwise=P4mSepPointwise)}
 
 
 def scores(history):
