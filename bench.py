@@ -63,6 +63,16 @@ def flops_per_image(net, batch):
     return counter.get_total_flops() / len(images)
 
 
+def floats_written(net):
+    """Floats the net's layers write for one image in a forward pass: what a
+    memory-bound step streams, forward and backward, in proportion."""
+    x, total = torch.zeros(1, 1, 28, 28), 0
+    for layer in net.layers:
+        x = layer(x)
+        total += x.numel()
+    return total
+
+
 def step_ms(net, batch, repeats, steps=10):
     """Median milliseconds of one SGD step (forward, backward, update)."""
     optimizer, _ = make_optimizer(net, COMMON["lr"], COMMON["momentum"], "none", 0, 1, 1)
@@ -94,7 +104,11 @@ def bench_steps(repeats, names=("Net7", "Net8", "Net9")):
     torch.manual_seed(0)
     batch = (torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,)))
     flops = {name: flops_per_image(model.NETS[name](), batch) for name in names}
-    print("| net | params | MFLOP an image, fwd+bwd | threads | format | ms a step | GFLOP/s "
+    print("| net | floats written an image, fwd | of Net8's |\n|---|---|---|")
+    floats = {name: floats_written(model.NETS[name]().eval()) for name in names}
+    for name in names:
+        print(f"| {name} | {floats[name]:,} | {floats[name] / floats['Net8']:.2f} |")
+    print("\n| net | params | MFLOP an image, fwd+bwd | threads | format | ms a step | GFLOP/s "
           "| of matmul | s an epoch (938 steps) |\n|---|---|---|---|---|---|---|---|---|")
     for threads in (1, 2):
         torch.set_num_threads(threads)

@@ -31,6 +31,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 from torchvision import datasets
 
+import bench
 import data
 import figures
 import model
@@ -205,6 +206,17 @@ class TestNets(unittest.TestCase):
         want = torch.autograd.grad(expected, (plain, x), grad)
         for g, w in zip(got, want):
             torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
+
+    def test_bench_counts_the_floats_each_layer_writes(self):
+        # by hand from the spec tables: Deskew, then conv / BatchNorm / ReLU
+        # (x 3) or depthwise / 1x1 / BatchNorm / ReLU (x 4, the depthwise at
+        # the input's width), the pool, GAP and head
+        def by_hand(before, after):
+            at_28 = 784 + 3 * before * 784 + 4 * before * 784 + before * 196
+            after_pool = (before + 3 * after) * 144 + 4 * after * (100 + 64 + 36)
+            return at_28 + after_pool + after + 10
+        self.assertEqual(bench.floats_written(model.Net8().eval()), by_hand(14, 19))
+        self.assertEqual(bench.floats_written(model.Net9().eval()), by_hand(20, 32))
 
     def test_integer_buffers_are_batchnorm_step_counts_only(self):
         # a weight average blends every float buffer and copies integer ones:
