@@ -72,7 +72,10 @@ def p4m_pointwise(x, w):
     output (o, s) reads input (c, g) with weight w[o, c, s^-1 g]."""
     c_out, c_in = w.shape[:2]
     w = w[:, :, torch.tensor(SLOT, device=x.device)]  # (o, c, s, g)
-    return F.conv2d(x, w.permute(0, 2, 1, 3).reshape(8 * c_out, 8 * c_in, 1, 1))
+    # a matmul over (N, C, H W): the 1x1 conv's outputs, 2-3 times faster on a CPU (round 6 on)
+    n, _, h, wd = x.shape
+    return torch.matmul(w.permute(0, 2, 1, 3).reshape(8 * c_out, 8 * c_in),
+                        x.reshape(n, 8 * c_in, h * wd)).view(n, 8 * c_out, h, wd)
 
 
 class P4mPointwise(nn.Conv2d):
@@ -118,19 +121,25 @@ class P4mGapNet(model.TinyNet):
     `after` after it, 8 x `last` in the last conv; full: with the separable
     conv at 28 x 28 (short: without it, one stage fewer there); `stages`
     separable convs after the pool (GAP sees 14 - 2 x stages), their 1x1
-    convs `pointwise`."""
+    convs `pointwise`; tied: the convs after the pool that keep the width
+    share their weights."""
 
     def __init__(self, before, after, last, full=True, stages=4, pointwise=P4mPointwise,
-                 dropout=None):
+                 tied=False, dropout=None):
         b, a = before, after
         widths = [b] + [a] * (stages - 1) + [last]
+        after_pool = [p4m_conv(c_in, c_out, pointwise=pointwise)
+                      for c_in, c_out in zip(widths, widths[1:])]
+        if tied:  # the a -> a convs are one conv (depthwise and 1x1), each with its own BatchNorm
+            same = [i for i, (c_in, c_out) in enumerate(zip(widths, widths[1:])) if c_in == c_out]
+            for i in same[1:]:
+                after_pool[i][:2] = after_pool[same[0]][:2]
         super().__init__(
             model.Deskew(),
             *p4m_conv(1, b, padding=1),
             *(p4m_conv(b, b, padding=1) if full else []),
             nn.MaxPool2d(2),
-            *[layer for c_in, c_out in zip(widths, widths[1:])
-              for layer in p4m_conv(c_in, c_out, pointwise=pointwise)],
+            *[layer for stage in after_pool for layer in stage],
             nn.AvgPool2d(14 - 2 * stages),
             nn.Conv2d(8 * last, 10, 1, bias=False),
         )
@@ -146,7 +155,8 @@ CANDIDATES = {"p4_4_5": p4(4, 5), "p4_3_5": p4(3, 5),
               "p4m3_3_5_3": p4m(3, 5, 3, stages=3), "p4m_3_5_3": p4m(3, 5, 3),
               "p4m3_3_6_2": p4m(3, 6, 2, stages=3), "p4m2_4_7_3": p4m(4, 7, 3, stages=2),
               "p4mg_3_7_3": p4m(3, 7, 3, pointwise=P4mSepPointwise),
-              "p4mg_3_6_4": p4m(3, 6, 4, pointwise=P4mSepPointwise)}
+              "p4mg_3_6_4": p4m(3, 6, 4, pointwise=P4mSepPointwise),
+              "p4mt_3_5_3": p4m(3, 5, 3, tied=True), "p4mt5_3_5_3": p4m(3, 5, 3, stages=5, tied=True)}
 
 
 def scores(history):
