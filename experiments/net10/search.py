@@ -110,10 +110,10 @@ class P4mBatchNorm2d(nn.BatchNorm2d):
         return super().forward(x.reshape(n, c8 // 8, 8 * h, w)).view(n, c8, h, w)
 
 
-def p4m_conv(c_in, c_out, padding=0, pointwise=P4mPointwise):
+def p4m_conv(c_in, c_out, padding=0, pointwise=P4mPointwise, act=nn.ReLU):
     convs = ([P4mConv(1, c_out, padding)] if c_in == 1 else
              [P4mConv(c_in, c_in, padding), pointwise(c_in, c_out)])
-    return [*convs, P4mBatchNorm2d(c_out), nn.ReLU()]
+    return [*convs, P4mBatchNorm2d(c_out), act()]
 
 
 class P4mGapNet(model.TinyNet):
@@ -122,13 +122,13 @@ class P4mGapNet(model.TinyNet):
     conv at 28 x 28 (short: without it, one stage fewer there); `stages`
     separable convs after the pool (GAP sees 14 - 2 x stages), their 1x1
     convs `pointwise`; tied: the convs after the pool that keep the width
-    share their weights."""
+    share their weights; `act` after every BatchNorm."""
 
     def __init__(self, before, after, last, full=True, stages=4, pointwise=P4mPointwise,
-                 tied=False, dropout=None):
+                 tied=False, act=nn.ReLU, dropout=None):
         b, a = before, after
         widths = [b] + [a] * (stages - 1) + [last]
-        after_pool = [p4m_conv(c_in, c_out, pointwise=pointwise)
+        after_pool = [p4m_conv(c_in, c_out, pointwise=pointwise, act=act)
                       for c_in, c_out in zip(widths, widths[1:])]
         if tied:  # the a -> a convs are one conv (depthwise and 1x1), each with its own BatchNorm
             same = [i for i, (c_in, c_out) in enumerate(zip(widths, widths[1:])) if c_in == c_out]
@@ -136,8 +136,8 @@ class P4mGapNet(model.TinyNet):
                 after_pool[i][:2] = after_pool[same[0]][:2]
         super().__init__(
             model.Deskew(),
-            *p4m_conv(1, b, padding=1),
-            *(p4m_conv(b, b, padding=1) if full else []),
+            *p4m_conv(1, b, padding=1, act=act),
+            *(p4m_conv(b, b, padding=1, act=act) if full else []),
             nn.MaxPool2d(2),
             *[layer for stage in after_pool for layer in stage],
             nn.AvgPool2d(14 - 2 * stages),
@@ -156,7 +156,9 @@ CANDIDATES = {"p4_4_5": p4(4, 5), "p4_3_5": p4(3, 5),
               "p4m3_3_6_2": p4m(3, 6, 2, stages=3), "p4m2_4_7_3": p4m(4, 7, 3, stages=2),
               "p4mg_3_7_3": p4m(3, 7, 3, pointwise=P4mSepPointwise),
               "p4mg_3_6_4": p4m(3, 6, 4, pointwise=P4mSepPointwise),
-              "p4mt_3_5_3": p4m(3, 5, 3, tied=True), "p4mt5_3_5_3": p4m(3, 5, 3, stages=5, tied=True)}
+              "p4mt_3_5_3": p4m(3, 5, 3, tied=True), "p4mt5_3_5_3": p4m(3, 5, 3, stages=5, tied=True),
+              "p4m3_3_5_3_silu": p4m(3, 5, 3, stages=3, act=nn.SiLU),
+              "p4m_3_4_3_silu": p4m(3, 4, 3, act=nn.SiLU)}
 
 
 def scores(history):
