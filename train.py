@@ -169,8 +169,8 @@ def parse_args(argv=None):
     p.add_argument("--channels-last", action="store_true",
                    help="store the net channels-last (NHWC): a training step of Net8 took 23.7 "
                         "ms with it and 43.5 without on one CPU thread, but 35.6 and 24.5 on two; "
-                        "Net9's p4 layers gain nothing (docs/bench.md); floats are summed in "
-                        "another order, so a seed's numbers differ in the last digits "
+                        "Net9's p4 layers stay NCHW and gain nothing (docs/bench.md); floats are "
+                        "summed in another order, so a seed's numbers differ in the last digits "
                         "(default: off)")
     args = p.parse_args(argv)
     batch = args.batch_size or RECIPES[args.step or 5]["batch_size"]
@@ -279,7 +279,9 @@ def train(cfg, run, seed, nets=models.NETS, on_epoch=None):
         run.data_dir, cfg["batch_size"], cfg["rotation"], device, seed, run.val)
     print(f"Device: {device}")
     net = nets[cfg["net"]](dropout=cfg["dropout"]).to(device)
-    if run.channels_last:  # the weights so stored make every conv return NHWC
+    # nn.Conv2d weights stored channels-last return NHWC; Net9's p4 convs build
+    # theirs at each step in the default layout, so they stay NCHW
+    if run.channels_last:
         net = net.to(memory_format=torch.channels_last)
     print(summary(net, input_size=(1, 1, 28, 28), col_names=("output_size", "num_params"),
                   device=device, verbose=0))
