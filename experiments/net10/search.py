@@ -72,7 +72,7 @@ def p4m_pointwise(x, w):
     output (o, s) reads input (c, g) with weight w[o, c, s^-1 g]."""
     c_out, c_in = w.shape[:2]
     w = w[:, :, torch.tensor(SLOT, device=x.device)]  # (o, c, s, g)
-    # a matmul over (N, C, H W): the 1x1 conv's outputs, 2-3 times faster on a CPU (round 6 on)
+    # a matmul over (N, C, H W): the 1x1 conv's outputs, faster on a CPU (results/bench.md)
     n, _, h, wd = x.shape
     return torch.matmul(w.permute(0, 2, 1, 3).reshape(8 * c_out, 8 * c_in),
                         x.reshape(n, 8 * c_in, h * wd)).view(n, 8 * c_out, h, wd)
