@@ -110,6 +110,17 @@ class P4mBatchNorm2d(nn.BatchNorm2d):
         return super().forward(x.reshape(n, c8 // 8, 8 * h, w)).view(n, c8, h, w)
 
 
+class MirrorPool(nn.Module):
+    """Each feature's 8 GAP outputs to 4: element r (turned r times) averaged
+    with r M (mirrored, then turned r times). A mirrored input swaps slots 1
+    and 3, a turned one cycles them, so the head still tells a digit from
+    its mirror image and a 6 from a 9; it reads half the numbers (round 8)."""
+
+    def forward(self, x):
+        n, c8 = x.shape[:2]
+        return x.reshape(n, c8 // 8, 2, 4).mean(2).reshape(n, c8 // 2, 1, 1)
+
+
 def p4m_conv(c_in, c_out, padding=0, pointwise=P4mPointwise, act=nn.ReLU):
     convs = ([P4mConv(1, c_out, padding)] if c_in == 1 else
              [P4mConv(c_in, c_in, padding), pointwise(c_in, c_out)])
@@ -122,13 +133,16 @@ class P4mGapNet(model.TinyNet):
     conv at 28 x 28 (short: without it, one stage fewer there); `stages`
     separable convs after the pool (GAP sees 14 - 2 x stages), their 1x1
     convs `pointwise`; tied: the convs after the pool that keep the width
-    share their weights; `act` after every BatchNorm."""
+    share their weights; `act` after every BatchNorm; sep_same: the a -> a
+    1x1 convs separable in the group; mirror_head: the head reads MirrorPool's
+    4 numbers a feature."""
 
     def __init__(self, before, after, last, full=True, stages=4, pointwise=P4mPointwise,
-                 tied=False, act=nn.ReLU, dropout=None):
+                 tied=False, act=nn.ReLU, sep_same=False, mirror_head=False, dropout=None):
         b, a = before, after
         widths = [b] + [a] * (stages - 1) + [last]
-        after_pool = [p4m_conv(c_in, c_out, pointwise=pointwise, act=act)
+        after_pool = [p4m_conv(c_in, c_out, act=act,
+                               pointwise=P4mSepPointwise if sep_same and c_in == c_out else pointwise)
                       for c_in, c_out in zip(widths, widths[1:])]
         if tied:  # the a -> a convs are one conv (depthwise and 1x1), each with its own BatchNorm
             same = [i for i, (c_in, c_out) in enumerate(zip(widths, widths[1:])) if c_in == c_out]
@@ -141,7 +155,8 @@ class P4mGapNet(model.TinyNet):
             nn.MaxPool2d(2),
             *[layer for stage in after_pool for layer in stage],
             nn.AvgPool2d(14 - 2 * stages),
-            nn.Conv2d(8 * last, 10, 1, bias=False),
+            *([MirrorPool()] if mirror_head else []),
+            nn.Conv2d((4 if mirror_head else 8) * last, 10, 1, bias=False),
         )
 
 
@@ -158,7 +173,9 @@ CANDIDATES = {"p4_4_5": p4(4, 5), "p4_3_5": p4(3, 5),
               "p4mg_3_6_4": p4m(3, 6, 4, pointwise=P4mSepPointwise),
               "p4mt_3_5_3": p4m(3, 5, 3, tied=True), "p4mt5_3_5_3": p4m(3, 5, 3, stages=5, tied=True),
               "p4m3_3_5_3_silu": p4m(3, 5, 3, stages=3, act=nn.SiLU),
-              "p4m_3_4_3_silu": p4m(3, 4, 3, act=nn.SiLU)}
+              "p4m_3_4_3_silu": p4m(3, 4, 3, act=nn.SiLU),
+              "p4mg2_3_5_3": p4m(3, 5, 3, sep_same=True),
+              "p4mh_2_5_3": p4m(2, 5, 3, mirror_head=True)}
 
 
 def scores(history):
