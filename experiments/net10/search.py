@@ -175,7 +175,8 @@ CANDIDATES = {"p4_4_5": p4(4, 5), "p4_3_5": p4(3, 5),
               "p4m3_3_5_3_silu": p4m(3, 5, 3, stages=3, act=nn.SiLU),
               "p4m_3_4_3_silu": p4m(3, 4, 3, act=nn.SiLU),
               "p4mg2_3_5_3": p4m(3, 5, 3, sep_same=True),
-              "p4mh_2_5_3": p4m(2, 5, 3, mirror_head=True)}
+              "p4mh_2_5_3": p4m(2, 5, 3, mirror_head=True),
+              "p4mh_3_5_3": p4m(3, 5, 3, mirror_head=True), "p4m_2_5_3": p4m(2, 5, 3)}
 
 
 def scores(history):
