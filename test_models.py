@@ -119,9 +119,34 @@ NET9 = [("Deskew", "1x28x28", 0), ("P4Conv", "20x28x28", 45), ("P4BatchNorm2d", 
         ("ReLU", "20x28x28", 0), *p4("20x28x28", 5), *pool("MaxPool2d", "20x14x14"),
         *p4("32x12x12", 5), *p4("32x10x10", 8), *p4("32x8x8", 8), *p4("32x6x6", 8),
         *pool("AvgPool2d", "32x1x1"), *conv("10x1x1", 320, then="")]
+
+
+def p4m(shape, c_in):
+    """Net10's p4m separable conv: the depthwise (9 weights a feature, shared
+    by its eight turns and mirror images), the 1x1 (8 c_in c_out), BatchNorm
+    (2 a feature), ReLU; c_in and c_out count features, each 8 channels."""
+    c_out, hw = int(shape.split("x")[0]) // 8, shape.split("x", 1)[1]
+    return [("P4mConv", f"{8 * c_in}x{hw}", 9 * c_in), ("P4mPointwise", shape, 8 * c_in * c_out),
+            ("P4mBatchNorm2d", shape, 2 * c_out), ("ReLU", shape, 0)]
+
+
+# Net10 as docs/net10.md states it
+NET10 = [("Deskew", "1x28x28", 0), ("P4mConv", "24x28x28", 27), ("P4mBatchNorm2d", "24x28x28", 6),
+         ("ReLU", "24x28x28", 0), *p4m("24x28x28", 3), *pool("MaxPool2d", "24x14x14"),
+         *p4m("40x12x12", 3), *p4m("40x10x10", 5), *p4m("40x8x8", 5), *p4m("24x6x6", 5),
+         *pool("AvgPool2d", "24x1x1"), *conv("10x1x1", 240, then="")]
 SPEC = {"Net1": (NET1, 147_344), "Net2": (net2("R"), 10_616), "Net3": (net2("RD"), 10_616),
         "Net4": (NET4, 8_172), "Net5": (NET4, 8_172), "Net6": (NET6, 6_750), "Net7": (NET7, 3_980),
-        "Net8": (NET8, 2_834), "Net9": (NET9, 1_783)}
+        "Net8": (NET8, 2_834), "Net9": (NET9, 1_783), "Net10": (NET10, 1_216)}
+
+
+PROBE = torch.arange(9.).view(3, 3)  # a 3x3 image that no turn or mirror leaves unchanged
+
+
+def element(x, g):
+    """The group element g = 4 m + r of docs/net10.md, by hand: mirrored
+    left-right m times, then turned r times by 90 degrees."""
+    return torch.rot90(torch.flip(x, (-1,)) if g >= 4 else x, g % 4, (-2, -1))
 
 
 class TestNets(unittest.TestCase):
@@ -144,11 +169,12 @@ class TestNets(unittest.TestCase):
                      [1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 12, 12]),
         }
         # the same convs; Deskew is neither conv nor pool, a p4 conv is a conv
-        by_hand["Net8"] = by_hand["Net9"] = by_hand["Net7"]
+        by_hand["Net8"] = by_hand["Net9"] = by_hand["Net10"] = by_hand["Net7"]
         for name, (rfs, jumps) in by_hand.items():
             with self.subTest(name):
                 rows = [r for r in model.layer_table(model.NETS[name]()) if r[0] in
-                        ("Conv2d", "P4Conv", "P4Pointwise", "MaxPool2d", "AvgPool2d")]
+                        ("Conv2d", "P4Conv", "P4Pointwise", "P4mConv", "P4mPointwise",
+                         "MaxPool2d", "AvgPool2d")]
                 self.assertEqual([r[3] for r in rows], rfs)
                 self.assertEqual([r[4] for r in rows], jumps)
         text = model.describe(model.Net7())
@@ -161,6 +187,7 @@ class TestNets(unittest.TestCase):
         self.assertLess(sum(p.numel() for p in model.Net7().parameters()), 4000)
         self.assertLess(sum(p.numel() for p in model.Net8().parameters()), 3000)
         self.assertLess(sum(p.numel() for p in model.Net9().parameters()), 2000)
+        self.assertLess(sum(p.numel() for p in model.Net10().parameters()), 1783)
 
     def test_net9_turns_with_its_input(self):
         # turning the image by 90 degrees turns every map and moves feature c
@@ -189,6 +216,62 @@ class TestNets(unittest.TestCase):
                           if isinstance(m, nn.BatchNorm2d)])
         for plain, turned in zip(*stats):
             torch.testing.assert_close(plain, turned)
+
+    def test_net10_turns_and_mirrors_with_its_input(self):
+        # element g = 4 m + r: mirrored left-right m times, then turned r
+        # times (docs/net10.md); the product h g is read off a probe with no
+        # symmetry of its own, not from the code under test
+        images = [element(PROBE, g) for g in range(8)]
+        product = [[next(c for c in range(8) if torch.equal(element(images[g], h), images[c]))
+                    for g in range(8)] for h in range(8)]
+        self.assertEqual(sorted(map(sorted, product)), [list(range(8))] * 8)  # a group table
+        self.assertNotEqual(product[1][4], product[4][1])  # and not a commutative one
+        torch.manual_seed(0)
+        net = model.Net10()
+        norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+        self.assertEqual(len(norms), 6)
+        for m in norms:
+            m.running_mean.uniform_(-0.2, 0.2), m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 2), m.bias.data.uniform_(-0.2, 0.2)
+        body = net.layers[1:-2].eval()  # Deskew does not turn with the image (it shears)
+        x = torch.randn(3, 1, 28, 28)
+        maps = body(x).view(3, 3, 8, 6, 6)
+        for h in range(1, 8):
+            with self.subTest(element=h):
+                moved = torch.empty_like(maps)
+                moved[:, :, product[h]] = element(maps, h)  # orientation g goes to h g
+                got = body(element(x, h)).view(3, 3, 8, 6, 6)
+                torch.testing.assert_close(got, moved, rtol=0, atol=1e-5)
+                self.assertFalse(torch.allclose(got, maps, atol=1e-3))  # the maps do move
+                # training on a transformed batch leaves the same running statistics
+                stats = []
+                for image in (x, element(x, h)):
+                    copy = model.Net10()
+                    copy.load_state_dict(net.state_dict())
+                    copy.layers[1:-2].train()(image)
+                    stats.append(torch.cat([torch.cat([m.running_mean, m.running_var])
+                                            for m in copy.modules() if isinstance(m, nn.BatchNorm2d)]))
+                torch.testing.assert_close(*stats, rtol=0, atol=1e-5)
+
+    def test_p4m_pointwise_is_a_1x1_conv_seen_from_each_element(self):
+        # orientation s of the output is the plain 1x1 conv of the stored
+        # weights (c_out, c_in x 8) applied to the input whose slot g holds
+        # orientation s g; the product s g is read off a probe as above
+        images = [element(PROBE, g) for g in range(8)]
+        product = [[next(c for c in range(8) if torch.equal(element(images[g], s), images[c]))
+                    for g in range(8)] for s in range(8)]
+        torch.manual_seed(0)
+        mix, x = model.P4mPointwise(2, 3), torch.randn(2, 16, 4, 4, requires_grad=True)
+        plain = mix.weight.detach().clone().requires_grad_()
+        seen = [x.view(2, 2, 8, 4, 4)[:, :, product[s]].reshape(2, 16, 4, 4) for s in range(8)]
+        expected = torch.stack([nn.functional.conv2d(v, plain) for v in seen], 2).flatten(1, 2)
+        out = mix(x)
+        torch.testing.assert_close(out, expected)
+        grad = torch.randn_like(out)
+        got = torch.autograd.grad(out, (mix.weight, x), grad)
+        want = torch.autograd.grad(expected, (plain, x), grad)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
 
     def test_p4_pointwise_is_a_1x1_conv_seen_from_each_turn(self):
         # independent of its code: orientation s of the output is the plain
@@ -328,6 +411,7 @@ class TestRecipes(unittest.TestCase):
                           seven["rotation"], seven["batch_size"]), ("Net7", 0.2, 0.15, 0.997, 10, 64))
         self.assertEqual(config("--step", "8"), dict(seven, step=8, net="Net8"))
         self.assertEqual(config("--step", "9"), dict(seven, step=9, net="Net9"))
+        self.assertEqual(config("--step", "10"), dict(seven, step=10, net="Net10"))
         self.assertEqual(config()["net"], "Net5")
         flagged = config("--step", "7", "--max-lr", "0.05", "--pct-start", "0.3", "--ema", "0",
                          "--rotation", "0", "--batch-size", "32", "--epochs", "3")
