@@ -23,7 +23,8 @@ import torch  # noqa: E402
 
 import data  # noqa: E402
 import model  # noqa: E402
-from train import LAST, TARGET, save_plots  # noqa: E402
+from seeds import LAST, TARGET  # noqa: E402
+from train import save_plots  # noqa: E402
 
 DPI = 80
 HELD, MISSED = "tab:green", "tab:red"

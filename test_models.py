@@ -35,6 +35,7 @@ import bench
 import data
 import figures
 import model
+import seeds
 import train
 from utils import evaluate, lr_line, make_ema, make_optimizer, test_line, train_epoch
 
@@ -440,14 +441,14 @@ class TestConsistency(unittest.TestCase):
                     "epochs": [{"test_acc": a, "seconds": 10.0 + seed} for a in accs]}
         held = history(1, [98.0, 99.5, 99.41, 99.40, 99.45, 99.60, 99.50])
         missed = history(2, [99.9, 99.2, 99.39, 99.50, 99.41, 99.44, 99.30])
-        table = train.consistency([held, missed]).splitlines()
+        table = seeds.consistency([held, missed]).splitlines()
         self.assertEqual(table[2], "| 6 | 1 | 6,750 | 99.50 | 99.60 | 99.40 | 5/5 | yes | 11 |")
         self.assertEqual(table[3], "| 6 | 2 | 6,750 | 99.30 | 99.90 | 99.30 | 3/5 | no | 12 |")
         # mean 99.40, sample std of (99.50, 99.30) = 0.1414
         self.assertIn("99.40 ± 0.14 % (mean ± std over 2 seeds); target held on 1 of 2",
                       table[-1])
         # one seed: no spread to speak of
-        self.assertTrue(train.consistency([missed]).endswith(
+        self.assertTrue(seeds.consistency([missed]).endswith(
             "final test accuracy 99.30 % (1 seed); target held on 0 of 1"))
 
 
@@ -688,7 +689,7 @@ def alive(pid):
 
 class TestArguments(CommandLineCase):
     def test_bad_values_get_one_line_and_exit_2(self):
-        for flag, bad in (("--step", "10"), ("--step", "x"), ("--epochs", "0"), ("--epochs", "-3"),
+        for flag, bad in (("--step", "11"), ("--step", "x"), ("--epochs", "0"), ("--epochs", "-3"),
                           ("--epochs", "101"), ("--epochs", "1.5"), ("--batch-size", "0"),
                           ("--batch-size", "-1"), ("--batch-size", "100000"),
                           ("--rotation", "-5"), ("--rotation", "181"), ("--dropout", "1.5"),
@@ -937,8 +938,9 @@ class TestSeeds(CommandLineCase):
         out, err = io.StringIO(), io.StringIO()
         with redirect_stdout(out), redirect_stderr(err):
             # forked, not spawned: a silent worker needs no fresh interpreter
-            histories, failed = self.in_time(train.train_in_workers, cfg, run, [1, 2], 2,
-                                             silent_worker, multiprocessing.get_context("fork"))
+            histories, failed = self.in_time(seeds.train_in_workers, train.train, cfg, run,
+                                             [1, 2], 2, silent_worker,
+                                             multiprocessing.get_context("fork"))
         self.assertEqual(list(histories), [1])  # seed 1 wrote every epoch, seed 2 none
         self.assertEqual(histories[1]["epochs"], [{"epoch": 0}, {"epoch": 1}])
         self.assertIn("seed 1: done", out.getvalue().splitlines())
@@ -991,7 +993,7 @@ class TestSeeds(CommandLineCase):
         self.assertIn("over 5 seeds", out)
 
 
-def silent_worker(cfg, run, seed, threads, events):
+def silent_worker(train_one, cfg, run, seed, threads, events):
     """A worker whose last word never arrives: seed 1 leaves a complete
     history (two epochs), seed 2 nothing; neither puts anything on `events`."""
     if seed == 1:

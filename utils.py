@@ -18,6 +18,21 @@ class UserError(Exception):
         self.exit_code = exit_code
 
 
+def writable(path, flag):
+    """`path`, checked writable before any training."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        existed = path.exists()
+        with open(path, "a"):
+            pass
+        if not existed:  # checked, not created: no empty file if the run stops early
+            path.unlink()
+    except OSError as e:
+        raise UserError(f"cannot write {path} ({e.strerror}: {e.filename}); "
+                        f"choose another --{flag}") from None
+    return path
+
+
 def seed_everything(seed):
     random.seed(seed)
     torch.manual_seed(seed)
