@@ -130,8 +130,9 @@ def ladder(runs, path):
 
 
 def deskew(data_dir, path, n=12):
-    """The first `n` training digits, and each as Net8 sees it: deskewed."""
-    images, labels = data.load_tensors(data_dir, train=True)
+    """The first `n` test digits, and each as Net8 sees it: deskewed (the
+    test split: the per-run pictures read it anyway, so nothing more loads)."""
+    images, labels = data.load_tensors(data_dir, train=False)
     images = (images[:n] - data.MEAN) / data.STD
     with torch.no_grad():
         rows = {"as they come": images, "deskewed (model.Deskew)": model.Deskew()(images)}
