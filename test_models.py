@@ -560,7 +560,7 @@ class TestSignals(CommandLineCase):
 
     @unittest.skipUnless(sys.platform == "linux", "reads /proc")
     def test_workers_of_a_killed_parent_stop_at_once(self):
-        """Slow (about 7 s): a parent process and its workers must start; no
+        """Slow (about 10 s): a parent process and its workers must start; no
         other way shows a parent killed outright."""
         # SIGKILL cannot be caught, so the parent cannot end its workers: they
         # see it gone and end themselves (what only a process shows). Their
@@ -616,6 +616,8 @@ def alive(pid):
 
 class TestArguments(CommandLineCase):
     def test_bad_values_get_one_line_and_exit_2(self):
+        blocker = self.tmp / "a_file"
+        blocker.write_text("")
         for flag, bad in (("--step", "10"), ("--step", "x"), ("--epochs", "0"), ("--epochs", "-3"),
                           ("--epochs", "101"), ("--epochs", "1.5"), ("--batch-size", "0"),
                           ("--batch-size", "-1"), ("--batch-size", "100000"),
@@ -628,7 +630,10 @@ class TestArguments(CommandLineCase):
                           ("--jobs", "0"), ("--seed", str(2 ** 64)),  # torch's range, by hand
                           ("--seeds", str(-2 ** 63 - 1)), ("--seed", "1.5")):
             with self.subTest(flag=flag, value=bad):
-                self.assert_clean_error(run_main(flag, bad), flag, bad, code=2)
+                # were its check missing, the run would stop at once at a data
+                # folder under a file, with another message, not train a step
+                unreadable = ("--data-dir", str(blocker / "data"), "--history", self.history)
+                self.assert_clean_error(run_main(*unreadable, flag, bad), flag, bad, code=2)
 
     def test_one_file_one_seed(self):
         # refused before anything trains (no data dir is even made), one line,
@@ -1397,7 +1402,7 @@ class TestFigures(unittest.TestCase):
         self.assertEqual(ax["lines"], [*[(tuple(range(15)), tuple(accuracies(committed(step)[1])))
                                          for step in steps], target])
         self.assertEqual(ax["ylim"], (98.0, 99.8))
-        np_close(self, ax["xlim"], (-0.7, 14.7))
+        assert_pairs_close(self, ax["xlim"], (-0.7, 14.7))
         # consistency: a panel per step with several seeds, each seed's last five, the target
         panels = shown["consistency.png"]
         many = [step for step in steps if len(committed(step)) > 1]
@@ -1437,7 +1442,7 @@ class TestFigures(unittest.TestCase):
                 if key.endswith("loss"):
                     self.assertEqual(ax["yscale"], "log")
                 else:
-                    np_close(self, ax["ylim"], (min(values[1:]) - 0.2, max(values) + 0.1))
+                    assert_pairs_close(self, ax["ylim"], (min(values[1:]) - 0.2, max(values) + 0.1))
             self.assertEqual(curves[3]["lines"][1], target)
             wrong = shown[f"step{step}_seed1_misclassified.png"]
             self.assertEqual(len(wrong), 25)
@@ -1456,7 +1461,7 @@ def accuracies(history):
     return tuple(e["test_acc"] for e in history["epochs"])
 
 
-def np_close(case, got, want):
+def assert_pairs_close(case, got, want):
     for g, w in zip(got, want, strict=True):
         case.assertAlmostEqual(g, w, places=6)
 
