@@ -27,6 +27,7 @@ import model  # noqa: E402
 import train  # noqa: E402
 
 RUNS = Path(__file__).resolve().parent / "runs"
+BASELINE = RUNS.parents[1] / "net10" / "runs"  # p4m3_3_5_3's seeds 1-4, the Net10 search's
 
 # ---- dihedral groups of a 3x3 filter. D4 (p4m): turns by 90 degrees and
 # mirror images, 8 elements. D8: turns by 45 degrees as a cyclic shift of the
@@ -164,8 +165,16 @@ class GroupGapNet(model.TinyNet):
         )
 
 
-def net(*shape, **kw):
-    return lambda dropout=None: GroupGapNet(*shape, **kw)
+def net(*shape, weight_decay=0, **kw):
+    """A candidate; weight_decay: L2 on the conv weights as a gradient hook,
+    what SGD's weight_decay adds, on the convs only (train.train's SGD has none)."""
+    def make(dropout=None):
+        g_net = GroupGapNet(*shape, **kw)
+        for conv in g_net.modules():
+            if weight_decay and isinstance(conv, nn.Conv2d):
+                conv.weight.register_hook(lambda grad, w=conv.weight: grad + weight_decay * w.detach())
+        return g_net
+    return make
 
 
 CANDIDATES = {
@@ -173,6 +182,7 @@ CANDIDATES = {
     "p4m3_3_5_3_d2": net(4, 3, 5, 3, dilations=[1, 1, 2]),     # RF 22 for 18, no weights
     "d8_3_3_2": net(8, 3, 3, 2, scale=False),                  # 45-degree copies, 16 a filter
     "p4mf3_3_5_3": net(4, 3, 5, 3, funnel=True),               # funnel activations after the pool
+    "p4m3_3_5_3_wd": net(4, 3, 5, 3, weight_decay=5e-4),       # round 2: L2 on the conv weights
 }
 
 
@@ -225,7 +235,8 @@ def scores(history):
 def table():
     rows = ["| run | params | seeds | V | T5 |", "|---|---|---|---|---|"]
     groups = {}
-    for path in sorted(RUNS.glob("*_seed*.json")):
+    paths = [*sorted(BASELINE.glob("p4m3_3_5_3_seed*.json")), *sorted(RUNS.glob("*_seed*.json"))]
+    for path in paths:
         h = json.loads(path.read_text())
         if len(h["epochs"]) == h["config"]["epochs"] and h["evaluated_on"] == "validation":
             groups.setdefault(path.name.rsplit("_seed", 1)[0], []).append(h)
