@@ -183,6 +183,7 @@ CANDIDATES = {
     "d8_3_3_2": net(8, 3, 3, 2, scale=False),                  # 45-degree copies, 16 a filter
     "p4mf3_3_5_3": net(4, 3, 5, 3, funnel=True),               # funnel activations after the pool
     "p4m3_3_5_3_wd": net(4, 3, 5, 3, weight_decay=5e-4),       # round 2: L2 on the conv weights
+    "p4m3_3_5_3_ns": net(4, 3, 5, 3, scale=False),             # round 3: BatchNorm without its scale
 }
 
 
