@@ -1141,9 +1141,9 @@ class TestData(unittest.TestCase):
     def test_raw_files_read_as_torchvision_reads_them_without_importing_it(self):
         with mock.patch.dict(sys.modules, {"torchvision": None}):  # any import of it fails
             data.prepare_mnist(DATA_DIR)  # extracted already: nothing to fetch or check
-            ours = [data.load_tensors.__wrapped__(DATA_DIR, train) for train in (True, False)]
-        for (images, labels), train in zip(ours, (True, False)):
-            theirs = datasets.MNIST(DATA_DIR, train=train)
+            ours = [data.load_tensors.__wrapped__(DATA_DIR, is_train) for is_train in (True, False)]
+        for (images, labels), is_train in zip(ours, (True, False)):
+            theirs = datasets.MNIST(DATA_DIR, train=is_train)
             self.assertEqual((images.shape, labels.dtype), ((len(theirs), 1, 28, 28), torch.int64))
             self.assertTrue(torch.equal(images, theirs.data.unsqueeze(1).float() / 255))
             self.assertTrue(torch.equal(labels, theirs.targets))

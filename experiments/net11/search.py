@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from torch.optim.optimizer import register_optimizer_step_pre_hook  # noqa: E402
 
 import model  # noqa: E402
 import train  # noqa: E402
@@ -165,10 +166,23 @@ class GroupGapNet(model.TinyNet):
         )
 
 
-def net(*shape, weight_decay=0, **kw):
+def take_nesterov_steps(optimizer, args, kwargs):
+    """An optimizer step pre-hook: SGD takes Nesterov's step, for which
+    train.train's SGD has no option (its momentum > 0 and no dampening allow it)."""
+    for group in optimizer.param_groups:
+        group["nesterov"] = True
+
+
+NESTEROV = []  # the hook's handle, once registered
+
+
+def net(*shape, weight_decay=0, nesterov=False, **kw):
     """A candidate; weight_decay: L2 on the conv weights as a gradient hook,
-    what SGD's weight_decay adds, on the convs only (train.train's SGD has none)."""
+    what SGD's weight_decay adds, on the convs only (train.train's SGD has none);
+    nesterov: every SGD of this process takes Nesterov's step (one candidate a run)."""
     def make(dropout=None):
+        if nesterov and not NESTEROV:
+            NESTEROV.append(register_optimizer_step_pre_hook(take_nesterov_steps))
         g_net = GroupGapNet(*shape, **kw)
         for conv in g_net.modules():
             if weight_decay and isinstance(conv, nn.Conv2d):
@@ -184,6 +198,7 @@ CANDIDATES = {
     "p4mf3_3_5_3": net(4, 3, 5, 3, funnel=True),               # funnel activations after the pool
     "p4m3_3_5_3_wd": net(4, 3, 5, 3, weight_decay=5e-4),       # round 2: L2 on the conv weights
     "p4m3_3_5_3_ns": net(4, 3, 5, 3, scale=False),             # round 3: BatchNorm without its scale
+    "p4m3_3_5_3_nag": net(4, 3, 5, 3, nesterov=True),          # round 6: Nesterov momentum
 }
 
 
@@ -198,6 +213,25 @@ def check():
     for n in (4, 8):
         assert torch.equal(copies(probe, n)[n // 4], torch.rot90(probe[0], 1, (1, 2)))
         assert torch.equal(copies(probe, n)[n], torch.flip(probe[0], (2,)))
+
+    # the Nesterov hook: plain SGD with it takes torch's Nesterov steps, and
+    # not plain momentum's
+    weights = {}
+    for hooked, flag in ((True, False), (False, True), (False, False)):
+        torch.manual_seed(0)
+        g_net = CANDIDATES["p4m3_3_5_3"]()
+        optimizer = torch.optim.SGD(g_net.parameters(), lr=0.05, momentum=0.9, nesterov=flag)
+        handle = hooked and register_optimizer_step_pre_hook(
+            take_nesterov_steps)
+        for _ in range(3):
+            optimizer.zero_grad()
+            F.nll_loss(g_net(torch.randn(16, 1, 28, 28)), torch.arange(16) % 10).backward()
+            optimizer.step()
+        if handle:
+            handle.remove()
+        weights[hooked, flag] = torch.cat([p.detach().flatten() for p in g_net.parameters()])
+    assert torch.equal(weights[True, False], weights[False, True])
+    assert not torch.allclose(weights[True, False], weights[False, False])
 
     def act(x, h):  # element h of p4m on images: mirrored m times, then turned r
         m, r = divmod(h, 4)
