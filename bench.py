@@ -12,10 +12,20 @@ Times `--batches` batches (all 469 by default) and scales to a full epoch.
 
 times instead one training step (a batch of 64) of Net7, Net8 and Net9 at
 1 and 2 threads, plain and channels-last, against a 1024 x 1024 matmul in
-the same run, and profiles Net9's step by operator. Prints; writes nothing.
+the same run, and profiles Net9's step by operator.
+
+    python bench.py --runs 7 10
+
+times instead each named step's whole epoch (training and the test pass)
+as `python train.py --step N` runs it, at the default threads, the steps
+interleaved; prints each step's seconds an epoch and its whole run as a
+ratio to the first step's. Prints; writes nothing.
 """
 import argparse
+import contextlib
+import io
 import statistics
+import tempfile
 import time
 
 import torch
@@ -24,6 +34,7 @@ import torch.nn.functional as F
 import data
 import model
 from model import Net6
+import train
 from train import RECIPES, COMMON
 from utils import make_optimizer, pick_device, seed_everything, train_epoch
 
@@ -133,6 +144,46 @@ def bench_steps(repeats, names=("Net7", "Net8", "Net9")):
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
 
 
+def epoch_seconds(cfg, data_dir, nets=model.NETS, flags=()):
+    """Seconds of one whole epoch of recipe `cfg`, training and the test pass,
+    as train.train runs it with train.py's `flags` (its output muted, its
+    history in a folder that is then deleted)."""
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+        run = train.parse_args(["--no-plots", "--data-dir", data_dir, "--history",
+                                f"{tmp}/history.json", *flags])
+        epoch = train.train(dict(cfg, epochs=1), run, run.seed, nets=nets)["epochs"][0]
+    return epoch["seconds"] + epoch["test_seconds"]
+
+
+def whole_runs(epoch_times, epochs):
+    """{name: (median s an epoch, s a whole run, that as a ratio to the first
+    name's)} from each name's epoch times and its number of epochs."""
+    runs = {name: (statistics.median(times), statistics.median(times) * epochs[name])
+            for name, times in epoch_times.items()}
+    first = runs[next(iter(runs))][1]
+    return {name: (epoch, run, run / first) for name, (epoch, run) in runs.items()}
+
+
+def bench_runs(steps, repeats, data_dir):
+    """One epoch of each step's recipe, the steps interleaved, `repeats` times
+    after a round that warms up and is dropped."""
+    configs = {step: train.make_config(train.parse_args(["--step", str(step)])) for step in steps}
+    times = {step: [] for step in steps}
+    for round_ in range(repeats + 1):
+        for step in steps:
+            seconds = epoch_seconds(configs[step], data_dir)
+            if round_:
+                times[step].append(seconds)
+    print(f"\n{pick_device('auto')}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+          f"median of {repeats}, R = whole run / step {steps[0]}'s")
+    print("| step | net | epochs | s an epoch (train + test) | runs | whole run s | R |\n"
+          "|---|---|---|---|---|---|---|")
+    epochs = {step: configs[step]["epochs"] for step in steps}
+    for step, (epoch, run, ratio) in whole_runs(times, epochs).items():
+        print(f"| {step} | {configs[step]['net']} | {epochs[step]} | {epoch:.2f} "
+              f"| {' '.join(f'{t:.1f}' for t in times[step])} | {run:.0f} | {ratio:.2f} |")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=3, help="timed runs of each (default: 3)")
@@ -142,7 +193,12 @@ def main():
     p.add_argument("--steps", action="store_true",
                    help="time one training step of Net7, Net8 and Net9 instead (CPU threads 1 "
                         "and 2, plain and channels-last; default: off)")
+    p.add_argument("--runs", type=int, nargs="+", choices=sorted(RECIPES), metavar="STEP",
+                   help="time one whole epoch of each step's recipe instead, as train.py runs "
+                        "it; R: each whole run against the first step's (default: off)")
     args = p.parse_args()
+    if args.runs:
+        return bench_runs(args.runs, args.repeats, args.data_dir)
     if args.steps:
         return bench_steps(args.repeats)
     device = pick_device(args.device)

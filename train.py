@@ -239,12 +239,14 @@ def train(cfg, run, seed, nets=models.NETS, on_epoch=None):
             seconds = time.perf_counter() - start
             if scheduler is not None:
                 print(lr_line(epoch, scheduler))
+            start = time.perf_counter()
             test_loss, correct, total = evaluate(tested, test_loader, device)
+            test_seconds = time.perf_counter() - start
             print(f"\n{test_line(test_loss, correct, total, split)}\n")
             history["epochs"].append(dict(
                 epoch=epoch, train_loss=train_loss, train_acc=train_acc, test_loss=test_loss,
                 test_acc=100.0 * correct / total, lr=optimizer.param_groups[0]["lr"],
-                seconds=seconds))
+                seconds=seconds, test_seconds=test_seconds))
             write_json(path, history)
             if on_epoch:
                 on_epoch(history["epochs"][-1])
