@@ -9,7 +9,7 @@ lane() {
   for ((i = $1; i < ${#jobs[@]}; i += 2)); do
     IFS='|' read -r spec seed <<< "${jobs[$i]}"
     read -r label net flags <<< "$spec"
-    OMP_NUM_THREADS=1 .venv/bin/python experiments/fast/search.py "$net" --val 5000 --no-plots \
+    OMP_NUM_THREADS=1 .venv/bin/python experiments/fast/search.py "$net" --step 7 --val 5000 --no-plots \
       --channels-last --seed "$seed" --history "experiments/fast/runs/${label}_seed{seed}.json" \
       $flags > "runs/fast_${label}_seed${seed}.log" 2>&1
   done
