@@ -55,6 +55,8 @@ CANDIDATES = {
     "st2_16_32": fast_net("stride2", 16, 32),
     "s2d_12_24": fast_net("s2d", 12, 24),
     "s2d_16_32_dsk": fast_net("s2d", 16, 32, deskew=True),
+    "s2d_24_40": fast_net("s2d", 24, 40),                     # round 2
+    "s2d_24_40_dsk": fast_net("s2d", 24, 40, deskew=True),
 }
 
 
