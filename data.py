@@ -247,13 +247,14 @@ class DeviceLoader:
         order = self.indices
         if self.shuffle:
             order = order[torch.randperm(n, generator=self.generator).to(order.device)]
+        if self.rotation:  # an epoch's angles at once, moved once: no copy a batch
+            angles = torch.empty(n).uniform_(-self.rotation, self.rotation,
+                                             generator=self.generator).to(order.device)
         for start in range(0, n, self.batch_size):
             idx = order[start:start + self.batch_size]
             x = (self.images[idx] - MEAN) / STD
             if self.rotation:
-                angles = torch.empty(len(idx)).uniform_(-self.rotation, self.rotation,
-                                                        generator=self.generator)
-                x = rotate(x, angles.to(x.device), self.fill)
+                x = rotate(x, angles[start:start + self.batch_size], self.fill)
             yield x, self.labels[idx]
 
 

@@ -12,7 +12,9 @@
                           runs of steps 8 and 9, seed 1, whose weights were kept (--save)
 """
 import argparse
+import itertools
 import json
+import math
 import re
 from pathlib import Path
 
@@ -24,12 +26,73 @@ import torch  # noqa: E402
 import data  # noqa: E402
 import model  # noqa: E402
 from seeds import LAST, TARGET  # noqa: E402
-from train import save_plots  # noqa: E402
+from utils import batches  # noqa: E402
 
 DPI = 80
 HELD, MISSED = "tab:green", "tab:red"
 
 
+# ---- one run's pictures, drawn beside its history as it trains
+def plot_curves(history, path):
+    """Train and test loss and accuracy per epoch, four panels."""
+    epochs = [e["epoch"] for e in history["epochs"]]
+    split = history.get("evaluated_on", "test")
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    for ax, key, title in zip(axes.flat, ("train_loss", "train_acc", "test_loss", "test_acc"),
+                              ("Training loss", "Training accuracy (%)",
+                               f"{split.title()} loss", f"{split.title()} accuracy (%)")):
+        values = [e[key] for e in history["epochs"]]
+        ax.plot(epochs, values, marker="o")
+        if key.endswith("loss"):
+            ax.set_yscale("log")  # the late epochs, where the steps differ, stay visible
+        elif len(values) > 2 and values[0] < min(values[1:]) - 1:
+            ax.set_ylim(min(values[1:]) - 0.2, max(values) + 0.1)  # zoomed past epoch 0
+            title += f", epoch 0 ({values[0]:.2f}) below"
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[1, 1].axhline(99.4, color="red", linestyle="--", linewidth=1, label="99.40 % target")
+    axes[1, 1].legend()
+    fig.suptitle(f"step {history['step']}, {history['config']['net']}, "
+                 f"{history['params']:,} params, seed {history['seed']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+@torch.no_grad()
+def plot_misclassified(net, loader, device, path, mean, std, count=25):
+    """A grid of the first `count` test digits the model gets wrong."""
+    net.eval()
+    wrong = []
+    for images, labels in batches(loader, device):
+        predicted = net(images).argmax(1)
+        for i in (predicted != labels).nonzero().flatten().tolist():
+            image = (images[i, 0].cpu() * std + mean).numpy()
+            wrong.append((image, predicted[i].item(), labels[i].item()))
+        if len(wrong) >= count:
+            break
+    side = math.ceil(math.sqrt(count))
+    fig, axes = plt.subplots(side, side, figsize=(1.6 * side, 1.9 * side))
+    for ax, item in itertools.zip_longest(axes.flat, wrong[:count]):
+        ax.axis("off")
+        if item:
+            image, predicted, label = item
+            ax.imshow(image, cmap="gray")
+            ax.set_title(f"pred {predicted} / true {label}", fontsize=8)
+    fig.suptitle(f"{len(wrong[:count])} misclassified test digits")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def save_plots(net, history, test_loader, device, curves, misclassified):
+    plot_curves(history, curves)
+    plot_misclassified(net, test_loader, device, misclassified, data.MEAN, data.STD)
+    print(f"Plots: {curves} {misclassified}")
+
+
+# ---- the pictures of the README and docs, from results/
 def load(results):
     """{step: {seed: history}} of every results/step{step}_seed{seed}.json."""
     runs = {}
@@ -183,7 +246,7 @@ def turned_filters(run, data_dir, path, digit=0):
 
 def one_run(run, data_dir, out):
     """The curves and misclassified digits of the run saved as `run`.json
-    (its history) and `run`.pt (its weights), drawn by train.save_plots."""
+    (its history) and `run`.pt (its weights), drawn by save_plots."""
     cpu = torch.device("cpu")
     ckpt = torch.load(run.with_suffix(".pt"), map_location=cpu, weights_only=True)
     net = model.NETS[ckpt["config"]["net"]]()

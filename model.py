@@ -231,7 +231,7 @@ class SeparableGapNet(TinyNet):
             *conv(a, a, dropout=d, separable=True),             # a x10x10  RF 14
             *conv(a, a, dropout=d, separable=True),             # a x8x8    RF 18
             *conv(a, a, dropout=d, separable=True),             # a x6x6    RF 22
-            nn.AvgPool2d(6),                                    # a x1x1    RF 32
+            nn.AdaptiveAvgPool2d(1),                            # a x1x1    RF 32
             nn.Conv2d(a, 10, 1, bias=False),                    # 10x1x1
         )
 
@@ -267,7 +267,7 @@ class P4GapNet(TinyNet):
             *p4_conv(a, a, dropout=d),                          # 4a x10x10  RF 14
             *p4_conv(a, a, dropout=d),                          # 4a x8x8    RF 18
             *p4_conv(a, a, dropout=d),                          # 4a x6x6    RF 22
-            nn.AvgPool2d(6),                                    # 4a x1x1    RF 32
+            nn.AdaptiveAvgPool2d(1),                            # 4a x1x1    RF 32
             nn.Conv2d(4 * a, 10, 1, bias=False),                # 10x1x1
         )
 
@@ -293,9 +293,12 @@ def layer_table(net, size=28):
     input pixels between two neighbouring outputs) multiplies by its stride."""
     rows, hooks, rf, jump = [], [], 1, 1
 
-    def record(layer, _, out):
+    def record(layer, inputs, out):
         nonlocal rf, jump
-        if isinstance(layer, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+        if isinstance(layer, nn.AdaptiveAvgPool2d):  # global: a kernel the size of its input
+            kernel = stride = inputs[0].shape[-1]
+            rf, jump = rf + (kernel - 1) * jump, jump * stride
+        elif isinstance(layer, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
             kernel, stride, dilation = (layer.kernel_size, layer.stride,
                                         getattr(layer, "dilation", 1))
             pick = lambda v: v[0] if isinstance(v, tuple) else v  # noqa: E731 (square)

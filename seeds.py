@@ -6,6 +6,7 @@ train.main hands run() the function that trains one seed, so this module
 never imports train.py.
 """
 import json
+import math
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -14,6 +15,7 @@ import signal
 import statistics
 import sys
 import threading
+import time
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -23,6 +25,7 @@ import data
 from utils import UserError, pick_device, writable
 
 TARGET, LAST = 99.40, 5  # the accuracy target, held in each of the last 5 epochs
+EPOCH_NUMBERS = ("train_loss", "train_acc", "test_loss", "test_acc", "seconds")
 
 
 # Ctrl-C, SIGTERM (kill, a scheduler) and SIGHUP (a closed terminal) stop a
@@ -81,17 +84,36 @@ def measured(run):
     return dict(val=run.val, limit_batches=run.limit_batches)
 
 
+def read_history(path):
+    """The history at `path`, checked as far as a table or --resume reads it:
+    what does not fit is one line naming the file."""
+    try:
+        history = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"no readable history at {path} ({getattr(e, 'strerror', None) or e})"
+                        "; train that seed first") from None
+    epochs = history.get("epochs") if isinstance(history, dict) else None
+    wrong = ("it is not a history (an object with step, seed, params, config, epochs)"
+             if not (isinstance(epochs, list) and isinstance(history.get("config"), dict)
+                     and all(type(history.get(k)) is int for k in ("step", "seed", "params")))
+             else "its epoch list is empty" if not epochs
+             else next((f"epoch {i} has no finite {key}" for i, e in enumerate(epochs)
+                        for key in EPOCH_NUMBERS
+                        if not (isinstance(e, dict) and type(e.get(key)) in (int, float)
+                                and math.isfinite(e[key]))), None))
+    if wrong:
+        raise UserError(f"{path}: {wrong}")
+    return history
+
+
 def load_histories(run, step, seeds):
     histories = []
     for seed in seeds:
         path = run_paths(run, step, seed)["history"]
-        try:
-            history = json.loads(path.read_text())
-        except (OSError, ValueError):
-            raise UserError(f"no readable history at {path}; train that seed first") from None
-        if (history.get("step"), history.get("seed")) != (step, seed):
-            raise UserError(f"{path} holds step {history.get('step')} seed "
-                            f"{history.get('seed')}, not step {step} seed {seed}")
+        history = read_history(path)
+        if (history["step"], history["seed"]) != (step, seed):
+            raise UserError(f"{path} holds step {history['step']} seed "
+                            f"{history['seed']}, not step {step} seed {seed}")
         histories.append(history)
     return histories
 
@@ -123,31 +145,32 @@ def consistency(histories):
     return "\n".join(rows)
 
 
-def complete_history(cfg, run, seed):
-    """--resume: the seed's saved history if it is complete for this recipe,
-    else None, saying in one line why the seed is trained again."""
-    path = run_paths(run, cfg["step"], seed)["history"]
-    if not path.exists():
+def complete_history(cfg, run, seed, say=print):
+    """--resume: the seed's saved history if it is complete for this recipe
+    and its checkpoint is there if one is asked for, else None, saying in
+    one line why the seed is trained again."""
+    paths = run_paths(run, cfg["step"], seed)
+    if not paths["history"].exists():
         return None
     try:
-        saved = json.loads(path.read_text())
-        # the recipe's fields (older histories hold more); a history written
-        # before "run" existed was a full test-set run
-        same = ((saved["step"], saved["seed"]) == (cfg["step"], seed)
-                and all(saved["config"].get(k) == v for k, v in json.loads(json.dumps(cfg)).items())
-                and saved.get("run", dict(val=0, limit_batches=None)) == measured(run))
-        epochs = len(saved["epochs"])
-    except (OSError, ValueError, KeyError, TypeError):
-        print(f"seed {seed}: {path} is not a readable history; training it from the start")
+        saved = read_history(paths["history"])
+    except UserError as e:
+        say(f"seed {seed}: {e}; training it from the start")
         return None
-    if not same:
-        print(f"seed {seed}: {path} holds another run (step, seed, recipe, --val or "
-              "--limit-batches); training it from the start")
-    elif epochs < cfg["epochs"]:
-        print(f"seed {seed}: {path} has {epochs} of {cfg['epochs']} epochs; "
-              "training it from the start")
+    # the recipe's fields (older histories hold more); a history written
+    # before "run" existed was a full test-set run
+    if not ((saved["step"], saved["seed"]) == (cfg["step"], seed)
+            and all(saved["config"].get(k) == v for k, v in json.loads(json.dumps(cfg)).items())
+            and saved.get("run", dict(val=0, limit_batches=None)) == measured(run)):
+        say(f"seed {seed}: {paths['history']} holds another run (step, seed, recipe, --val or "
+            "--limit-batches); training it from the start")
+    elif len(saved["epochs"]) < cfg["epochs"]:
+        say(f"seed {seed}: {paths['history']} has {len(saved['epochs'])} of {cfg['epochs']} "
+            "epochs; training it from the start")
+    elif paths["save"] and not paths["save"].exists():
+        say(f"seed {seed}: no checkpoint at {paths['save']}; training it again")
     else:
-        print(f"seed {seed}: complete in {path}; not trained again")
+        say(f"seed {seed}: complete in {paths['history']}; not trained again")
         return saved
     return None
 
@@ -199,13 +222,15 @@ def train_in_worker(train_one, cfg, run, seed, threads, events):
         pass
 
 
-def finished_history(cfg, run, seed):
-    """The seed's history as its worker left it on disk, if it has every epoch."""
+def finished_history(cfg, run, seed, since):
+    """The seed's history as its worker left it on disk, if it wrote it (after
+    `since`, a time.time()) and it is complete for this recipe."""
+    path = run_paths(run, cfg["step"], seed)["history"]
     try:
-        history = json.loads(run_paths(run, cfg["step"], seed)["history"].read_text())
-    except (OSError, ValueError):
+        fresh = path.stat().st_mtime >= since
+    except OSError:
         return None
-    return history if len(history.get("epochs", [])) == cfg["epochs"] else None
+    return complete_history(cfg, run, seed, say=lambda _: None) if fresh else None
 
 
 def worker_context(train_one):
@@ -229,7 +254,7 @@ def train_in_workers(train_one, cfg, run, seeds, jobs, worker=train_in_worker, c
     events = context.Queue()
     threads = max(1, torch.get_num_threads() // jobs)
     split = "validation" if run.val else "test"
-    waiting, running, histories, failed = list(seeds), {}, {}, []
+    waiting, running, histories, failed, started = list(seeds), {}, {}, [], {}
 
     def end(seed, history=None, error=None):
         running.pop(seed).join()
@@ -244,6 +269,7 @@ def train_in_workers(train_one, cfg, run, seeds, jobs, worker=train_in_worker, c
         while waiting or running:
             while waiting and len(running) < jobs:
                 seed = waiting.pop(0)
+                started[seed] = time.time()
                 running[seed] = context.Process(target=worker,
                                                 args=(train_one, cfg, run, seed, threads,
                                                       events))
@@ -260,7 +286,7 @@ def train_in_workers(train_one, cfg, run, seeds, jobs, worker=train_in_worker, c
             except queue.Empty:  # a worker that ended without its last word
                 for seed in [s for s, w in running.items() if w.exitcode is not None]:
                     code = running[seed].exitcode
-                    history = finished_history(cfg, run, seed) if code == 0 else None
+                    history = finished_history(cfg, run, seed, started[seed]) if code == 0 else None
                     if history:  # the word was late or lost
                         end(seed, history)
                     else:  # killed or crashed

@@ -32,6 +32,7 @@ import torch.nn as nn
 import torchvision.transforms.functional as TF
 from filelock import FileLock
 from PIL import Image
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 from torch.utils.data import DataLoader, TensorDataset
 from torchvision import datasets
 
@@ -103,10 +104,10 @@ def separable(shape, c_in):
 # Net7 and Net8 as their tables in docs/net7.md and docs/net8.md state them
 NET7 = [*conv("14x28x28", 126, 28), *separable("14x28x28", 14), *pool("MaxPool2d", "14x14x14"),
         *separable("25x12x12", 14), *separable("25x10x10", 25), *separable("25x8x8", 25),
-        *separable("25x6x6", 25), *pool("AvgPool2d", "25x1x1"), *conv("10x1x1", 250, then="")]
+        *separable("25x6x6", 25), *pool("AdaptiveAvgPool2d", "25x1x1"), *conv("10x1x1", 250, then="")]
 NET8 = [("Deskew", "1x28x28", 0), *conv("14x28x28", 126, 28), *separable("14x28x28", 14),
         *pool("MaxPool2d", "14x14x14"), *separable("19x12x12", 14), *separable("19x10x10", 19),
-        *separable("19x8x8", 19), *separable("19x6x6", 19), *pool("AvgPool2d", "19x1x1"),
+        *separable("19x8x8", 19), *separable("19x6x6", 19), *pool("AdaptiveAvgPool2d", "19x1x1"),
         *conv("10x1x1", 190, then="")]
 
 
@@ -123,7 +124,7 @@ def p4(shape, c_in, padding_first=False):
 NET9 = [("Deskew", "1x28x28", 0), ("P4Conv", "20x28x28", 45), ("P4BatchNorm2d", "20x28x28", 10),
         ("ReLU", "20x28x28", 0), *p4("20x28x28", 5), *pool("MaxPool2d", "20x14x14"),
         *p4("32x12x12", 5), *p4("32x10x10", 8), *p4("32x8x8", 8), *p4("32x6x6", 8),
-        *pool("AvgPool2d", "32x1x1"), *conv("10x1x1", 320, then="")]
+        *pool("AdaptiveAvgPool2d", "32x1x1"), *conv("10x1x1", 320, then="")]
 
 SPEC = {"Net1": (NET1, 147_344), "Net2": (net2("R"), 10_616), "Net3": (net2("RD"), 10_616),
         "Net4": (NET4, 8_172), "Net5": (NET4, 8_172), "Net6": (NET6, 6_750), "Net7": (NET7, 3_980),
@@ -154,7 +155,8 @@ class TestNets(unittest.TestCase):
         for name, (rfs, jumps) in by_hand.items():
             with self.subTest(name):
                 rows = [r for r in model.layer_table(model.NETS[name]()) if r[0] in
-                        ("Conv2d", "P4Conv", "P4Pointwise", "MaxPool2d", "AvgPool2d")]
+                        ("Conv2d", "P4Conv", "P4Pointwise", "MaxPool2d", "AvgPool2d",
+                         "AdaptiveAvgPool2d")]
                 self.assertEqual([r[3] for r in rows], rfs)
                 self.assertEqual([r[4] for r in rows], jumps)
         text = model.describe(model.Net7())
@@ -722,9 +724,9 @@ class TestRuns(CommandLineCase):
 
     def test_report_reads_saved_histories(self):
         for seed, final in ((1, 99.45), (2, 99.35)):
-            epochs = [{"test_acc": 99.5, "seconds": 20}] * 4 + [{"test_acc": final, "seconds": 25}]
-            Path(self.history.format(step=6, seed=seed)).write_text(json.dumps(
-                {"step": 6, "seed": seed, "params": 6750, "epochs": epochs}))
+            history = fake_history(6, seed, [99.5] * 4 + [final])
+            history["epochs"][-1]["seconds"] = 25
+            Path(self.history.format(step=6, seed=seed)).write_text(json.dumps(history))
         status, out, err = run_main("--step", "6", "--seeds", "1", "2", "--report",
                                     "--history", self.history)
         self.assertEqual(status, 0, err)
@@ -858,7 +860,7 @@ class TestSeeds(CommandLineCase):
         for seed in (1, 2):
             with self.subTest(seed=seed):
                 ran, alone = (saved(h.format(step=8, seed=seed)) for h in (history, self.history))
-                drop = lambda epochs: [{k: v for k, v in e.items() if k != "seconds"}  # noqa: E731
+                drop = lambda epochs: [{k: v for k, v in e.items() if "seconds" not in k}  # noqa: E731
                                        for e in epochs]
                 self.assertEqual(drop(ran["epochs"]), drop(alone["epochs"]))
                 self.assertEqual(ran["config"], alone["config"])
@@ -877,21 +879,27 @@ class TestSeeds(CommandLineCase):
         self.assertIn("over 2 seeds", out)
 
     def test_a_worker_that_ends_without_its_last_word_is_read_from_disk(self):
-        # the hang of 2026-12-02: a seed's "done" lost in the queue, the parent waiting on
+        # the hang of 2026-12-02: a seed's "done" lost in the queue, the parent waiting on;
+        # read from disk only what its worker wrote, for this recipe: not seed 2's
+        # complete history from before the run, nor seed 3's of another recipe
         run = train.parse_args(["--step", "8", "--epochs", "2", "--history", self.history])
         cfg = train.make_config(run)
+        stale = Path(self.history.format(step=8, seed=2))
+        stale.write_text(json.dumps(fake_history(8, 2, [99.0, 99.1], cfg, run=seeds.measured(run))))
+        os.utime(stale, (time.time() - 60, time.time() - 60))
         out, err = io.StringIO(), io.StringIO()
         with redirect_stdout(out), redirect_stderr(err):
             # forked, not spawned: a silent worker needs no fresh interpreter
             histories, failed = self.in_time(seeds.train_in_workers, train.train, cfg, run,
-                                             [1, 2], 2, silent_worker,
+                                             [1, 2, 3], 2, silent_worker,
                                              multiprocessing.get_context("fork"))
-        self.assertEqual(list(histories), [1])  # seed 1 wrote every epoch, seed 2 none
-        self.assertEqual(histories[1]["epochs"], [{"epoch": 0}, {"epoch": 1}])
+        self.assertEqual(list(histories), [1])
+        self.assertEqual([e["test_acc"] for e in histories[1]["epochs"]], [99.0, 99.1])
         self.assertIn("seed 1: done", out.getvalue().splitlines())
-        self.assertEqual(failed, [2])
-        self.assertEqual(err.getvalue(), "error: seed 2: its worker ended with exit code 0 "
-                                         "before its last epoch\n")
+        self.assertEqual(sorted(failed), [2, 3])
+        for seed in (2, 3):
+            self.assertIn(f"error: seed {seed}: its worker ended with exit code 0 before its "
+                          "last epoch\n", err.getvalue())
 
     def in_time(self, f, *args, seconds=120):
         """f(*args), stopped by a Ctrl-C after `seconds`: a hang fails the test."""
@@ -938,12 +946,22 @@ class TestSeeds(CommandLineCase):
         self.assertIn("over 5 seeds", out)
 
 
+def fake_history(step, seed, accs, cfg=None, seconds=20, params=6750, run=None):
+    """A history as train.train writes it, with test accuracies `accs`."""
+    epochs = [dict(epoch=i, train_loss=0.1, train_acc=99.0, test_loss=0.02, test_acc=a, lr=0.01,
+                   seconds=seconds) for i, a in enumerate(accs)]
+    return dict(step=step, seed=seed, params=params, config=cfg or {}, evaluated_on="test",
+                run=run or dict(val=0, limit_batches=None), epochs=epochs)
+
+
 def silent_worker(train_one, cfg, run, seed, threads, events):
     """A worker whose last word never arrives: seed 1 leaves a complete
-    history (two epochs), seed 2 nothing; neither puts anything on `events`."""
-    if seed == 1:
-        Path(run.history.format(step=cfg["step"], seed=seed)).write_text(
-            json.dumps(dict(epochs=[dict(epoch=0), dict(epoch=1)])))
+    history of its recipe, seed 2 nothing, seed 3 a complete one of another
+    recipe; none puts anything on `events`."""
+    if seed != 2:
+        other = dict(cfg, max_lr=cfg["max_lr"] * (1 if seed == 1 else 2))
+        Path(run.history.format(step=cfg["step"], seed=seed)).write_text(json.dumps(
+            fake_history(cfg["step"], seed, [99.0, 99.1], other, run=seeds.measured(run))))
 
 
 def mnist_digest(folder):
@@ -1250,6 +1268,229 @@ class TestTraining(unittest.TestCase):
             expected = 0.25 * first[name] + 0.75 * second[name]
             self.assertFalse(torch.allclose(first[name], second[name]), name)
             torch.testing.assert_close(averaged[name], expected, msg=name)
+
+
+class Transfers(torch.overrides.TorchFunctionMode):
+    """Counts, while active, the calls that copy a tensor to a device (a `to`
+    or `cuda` naming one) and the reads of a tensor's value by the host."""
+    READS = {"item", "tolist", "numpy", "cpu", "__bool__", "__int__", "__float__", "__index__"}
+
+    def __init__(self):
+        super().__init__()
+        self.copies, self.reads = 0, 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        self.reads += name in self.READS
+        self.copies += name == "cuda" or name == "to" and (
+            "device" in kwargs or any(isinstance(a, (str, torch.device)) for a in args[1:]))
+        return func(*args, **kwargs)
+
+
+class TestRecipeAsRun(CommandLineCase):
+    """What a run applies, batch by batch, against the recipe it names."""
+
+    def spied_run(self, step, *args, spies=()):
+        """A short run of `step` with `spies` ((object, name), ...) wrapped:
+        returns (exit status, out, err, {name: [the args of each call]})."""
+        calls = {name: [] for _, name in spies}
+        patches = []
+        for owner, name in spies:
+            real = getattr(owner, name)
+            patches.append(mock.patch.object(owner, name, side_effect=lambda *a, real=real, name=name, **k:
+                                             calls[name].append(a) or real(*a, **k)))
+        for p in patches:
+            p.start()
+            self.addCleanup(p.stop)
+        status, out, err = run_main("--step", str(step), "--val", "500", "--no-plots",
+                                    "--history", self.history, *args)
+        for p in patches:
+            p.stop()
+        return status, out, err, calls
+
+    def test_the_lr_and_momentum_a_run_applies_are_onecycles_batch_by_batch(self):
+        applied = []
+        hook = register_optimizer_step_pre_hook(
+            lambda opt, *_: applied.append((opt.param_groups[0]["lr"], opt.param_groups[0]["momentum"])))
+        self.addCleanup(hook.remove)
+        status, _, err, _ = self.spied_run(7, "--epochs", "3", "--limit-batches", "4")
+        hook.remove()
+        self.assertEqual(status, 0, err)
+        # torch's own OneCycleLR at the spec's numbers (step 7: peak 0.2 at 15 %)
+        weight = torch.zeros(1, requires_grad=True)
+        sgd = torch.optim.SGD([weight], lr=0.01, momentum=0.9)
+        cycle = torch.optim.lr_scheduler.OneCycleLR(sgd, max_lr=0.2, epochs=3, steps_per_epoch=4,
+                                                    pct_start=0.15)
+        expected = []
+        for _ in range(12):
+            expected.append((sgd.param_groups[0]["lr"], sgd.param_groups[0]["momentum"]))
+            sgd.step()
+            cycle.step()
+        self.assertEqual(applied, expected)
+        self.assertEqual(len(set(applied)), 12)
+        history = saved(self.history.format(step=7, seed=1))
+        self.assertEqual([e["lr"] for e in history["epochs"]],
+                         [lr for lr, _ in expected[4::4]] + [sgd.param_groups[0]["lr"]])
+
+    def test_the_angles_a_loader_draws_span_the_recipes_range_evenly_with_its_fill(self):
+        status, _, err, calls = self.spied_run(7, "--epochs", "1", "--limit-batches", "3",
+                                               spies=[(data, "rotate")])
+        self.assertEqual(status, 0, err)
+        angles = torch.cat([a[1] for a in calls["rotate"]])
+        self.assertEqual(len(angles), 3 * 64)
+        self.assertTrue(angles.abs().max() <= 10 and angles.min() < 0 < angles.max())
+        fill = (1 / 255 - 0.1307) / 0.3081  # pixel value 1 of 255, normalised
+        self.assertEqual({a[2] for a in calls["rotate"]}, {fill})
+        # a whole epoch at step 3's 6 degrees: even over [-6, 6]
+        train_loader, _ = data.device_loaders(DATA_DIR, 1000, train.RECIPES[3]["rotation"],
+                                              torch.device("cpu"), seed=1, val=500)
+        with mock.patch.object(data, "rotate", side_effect=lambda x, deg, fill: calls["rotate"].append(deg) or x):
+            calls["rotate"].clear()
+            for _ in train_loader:
+                pass
+        angles = torch.cat(calls["rotate"])
+        self.assertEqual(len(angles), 59_500)
+        self.assertTrue(-6 <= angles.min() < -5.99 and 5.99 < angles.max() <= 6)
+        counts = torch.histc(angles, bins=12, min=-6, max=6)  # 1 degree each: about 4,958
+        self.assertLess((counts - 59_500 / 12).abs().max(), 300, counts)
+        rotation = data.classic_transform(6).transforms[0]
+        self.assertEqual((rotation.degrees, list(rotation.fill)), ([-6.0, 6.0], [1]))
+
+    def test_the_tested_net_is_the_weight_average_when_the_recipe_has_one(self):
+        for step, averaged in ((7, True), (9, True), (6, False)):
+            with self.subTest(step=step):
+                status, _, err, calls = self.spied_run(
+                    step, "--epochs", "1", "--limit-batches", "2",
+                    spies=[(train, "evaluate"), (train, "make_ema")])
+                self.assertEqual(status, 0, err)
+                [(tested, *_)] = calls["evaluate"]
+                [(net, decay)] = calls["make_ema"]
+                self.assertEqual(decay, 0.997 if averaged else None)
+                self.assertIsNot(tested, net) if averaged else self.assertIs(tested, net)
+                if averaged:  # the average: a copy after the first step, then blended
+                    self.assertFalse(any(tested is m for m in net.modules()))
+                    self.assertFalse(all(torch.equal(a, b) for a, b in
+                                         zip(tested.parameters(), net.parameters())))
+
+    def test_an_epoch_copies_to_the_device_and_reads_from_it_a_few_times_not_every_batch(self):
+        cpu = torch.device("cpu")
+        torch.manual_seed(0)
+        net = model.Net9()
+        optimizer, scheduler = make_optimizer(net, 0.01, 0.9, "onecycle", 0.2, 1, 60, 0.15)
+        loader = data.DeviceLoader(IMAGES[:960], LABELS[:960], 16, cpu, shuffle=True,
+                                   rotation=10, seed=1)  # 60 batches
+        with redirect_stdout(Utf8Output()), Transfers() as counted:
+            train_epoch(net, loader, optimizer, scheduler, cpu, ema=make_ema(net, 0.997))
+        # the order and the angles once each; the bar's three and the epoch's two numbers
+        self.assertLessEqual(counted.copies, 2)
+        self.assertLessEqual(counted.reads, 5)
+
+    def test_the_classic_loader_shuffles_with_the_seed(self):
+        def first_labels(seed):
+            loader, _ = data.classic_loaders(DATA_DIR, 256, 0, torch.device("cpu"), seed, workers=0)
+            return next(iter(loader))[1]
+        one = first_labels(1)
+        self.assertTrue(torch.equal(one, first_labels(1)))
+        self.assertFalse(torch.equal(one, first_labels(2)))
+        self.assertFalse(torch.equal(one, LABELS[:256]))
+
+    def test_the_test_split_is_whole_and_in_order(self):
+        reference = datasets.MNIST(DATA_DIR, train=False)
+        expected = reference.data.unsqueeze(1).float().div(255).sub(data.MEAN).div(data.STD)
+        for loader in (data.test_loader(DATA_DIR, torch.device("cpu")),
+                       data.device_loaders(DATA_DIR, 64, 15, torch.device("cpu"), 1)[1]):
+            images, labels = map(torch.cat, zip(*loader))
+            self.assertTrue(torch.equal(labels, reference.targets))
+            torch.testing.assert_close(images, expected)
+        _, classic = data.classic_loaders(DATA_DIR, 64, 15, torch.device("cpu"), 1, workers=0)
+        self.assertTrue(torch.equal(torch.cat([y for _, y in classic]), reference.targets))
+
+
+class TestWhatIsReadAndWhatIsKept(CommandLineCase):
+    """Every file read is checked where it is read; a stop at any moment is
+    told truthfully and loses nothing."""
+
+    def test_a_checkpoint_that_does_not_fit_is_one_line_naming_it(self):
+        good = dict(state_dict=model.Net6().state_dict(), step=6,
+                    config=train.make_config(train.parse_args(["--step", "6"])))
+        bad = {"a net that does not exist": dict(good, config=dict(good["config"], net="Net99")),
+               "a config that is not a dict": dict(good, config=["Net6"]),
+               "a step that is not a step": dict(good, step="6"),
+               "a dropout that is not a rate": dict(good, config=dict(good["config"], dropout=float("nan"))),
+               "weights that are not tensors": dict(good, state_dict={"layers.0.weight": "w"}),
+               "not a dict at all": [good]}
+        for case, ckpt in bad.items():
+            with self.subTest(case):
+                path = self.tmp / "bad.pt"
+                torch.save(ckpt, path)
+                self.assert_clean_error(run_main("--eval", str(path)), str(path), code=1)
+
+    def test_a_history_that_does_not_fit_is_one_line_naming_it(self):
+        good = fake_history(6, 1, [99.5] * 5)
+        bad = {"a list": [good], "an accuracy that is a string": {"test_acc": "99.5"},
+               "an accuracy that is not finite": {"test_acc": float("nan")},
+               "an epoch that is not an object": None, "no epochs": "empty",
+               "no params": "params"}
+        path = Path(self.history.format(step=6, seed=1))
+        for case, change in bad.items():
+            with self.subTest(case):
+                h = json.loads(json.dumps(good))
+                if isinstance(change, dict):
+                    h["epochs"][2].update(change)
+                elif change is None:
+                    h["epochs"][2] = 99.5
+                elif change == "empty":
+                    h["epochs"] = []
+                elif change == "params":
+                    del h["params"]
+                path.write_text(json.dumps([h] if case == "a list" else h))
+                self.assert_clean_error(run_main("--step", "6", "--report", "--history",
+                                                 self.history), str(path), code=1)
+
+    def test_a_stop_while_plotting_or_saving_keeps_the_epochs_and_says_how_many(self):
+        ckpt = self.tmp / "net.pt"
+        short = ("--step", "6", "--epochs", "2", "--limit-batches", "2", "--val", "200",
+                 "--history", self.history, "--save", str(ckpt))
+        self.assertEqual(run_main(*short, "--no-plots")[0], 0)
+        kept = ckpt.read_bytes()
+
+        def half_then_stop(obj, f):
+            Path(f).write_bytes(b"half a checkpoint")
+            raise seeds.Interrupted(signal.SIGINT)
+        path = self.history.format(step=6, seed=1)
+        for where, patched, args in (("save", (torch, "save", half_then_stop), ("--no-plots",)),
+                                     ("plots", (figures, "save_plots", seeds.Interrupted(signal.SIGTERM)), ())):
+            with self.subTest(where), mock.patch.object(*patched[:2], side_effect=patched[2]):
+                status, _, err = result = run_main(*short, *args)
+                words = "interrupted" if where == "save" else "stopped by SIGTERM"
+                self.assert_clean_error(result, f"{words}: 2 finished epochs kept in {path}")
+                self.assertEqual(len(saved(path)["epochs"]), 2)
+                self.assertEqual(ckpt.read_bytes(), kept)  # never half of one
+
+    def test_resume_trains_again_a_seed_whose_checkpoint_is_missing(self):
+        short = ("--step", "6", "--epochs", "1", "--limit-batches", "2", "--val", "200",
+                 "--no-plots", "--history", self.history, "--save", str(self.tmp / "{seed}.pt"))
+        self.assertEqual(run_main(*short, "--seeds", "1", "2")[0], 0)
+        (self.tmp / "2.pt").unlink()
+        status, out, err = run_main(*short, "--seeds", "1", "2", "--resume")
+        self.assertEqual(status, 0, err)
+        self.assertIn(f"seed 2: no checkpoint at {self.tmp / '2.pt'}; training it again",
+                      out.splitlines())
+        self.assertEqual(re.findall(r"^=== seed (\d) \(\d of 1\) ===$", out, re.M), ["2"])
+        self.assertTrue((self.tmp / "2.pt").exists())
+
+    def test_saved_step8_and_step9_nets_load_and_test_as_they_did(self):
+        for step in (8, 9):
+            with self.subTest(step=step):
+                status, out, err = run_main("--eval", str(RESULTS / "saved" / f"step{step}_seed1.pt"))
+                self.assertEqual(status, 0, err)
+                final = saved(RESULTS / "saved" / f"step{step}_seed1.json")["epochs"][-1]["test_acc"]
+                self.assertEqual(TEST_RE.match(test_lines(out)[0]).group(4), f"{final:.2f}")
+        net = model.Net7()  # a global pool takes any size
+        self.assertEqual(net.eval()(torch.zeros(2, 1, 36, 36)).shape, (2, 10))
+        self.assertTrue(all(any(isinstance(m, nn.AdaptiveAvgPool2d) for m in model.NETS[n]().modules())
+                            for n in ("Net7", "Net8", "Net9")))
 
 
 class TestWeightAverage(unittest.TestCase):

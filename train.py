@@ -15,11 +15,12 @@ import torch
 from torchinfo import summary
 
 import data
+import figures
 import model as models
 import seeds
 from seeds import STOP_SIGNALS, measured, run_paths, stop, stopped_by
 from utils import (UserError, evaluate, lr_line, make_ema, make_optimizer, pick_device,
-                   plot_curves, plot_misclassified, seed_everything, test_line, train_epoch,
+                   seed_everything, test_line, train_epoch,
                    writable)
 
 # The six documented recipes (spec, "Per-step recipe"). rotation: train-time
@@ -182,17 +183,11 @@ def make_config(args):
     return {**COMMON, **RECIPES[step], **given, "step": step}
 
 
-def write_json(path, obj):
-    """Write whole or not at all: a crash mid-write never leaves half a file."""
+def write_whole(path, write):
+    """`write(tmp)`, then a rename to `path`: a stop mid-write never leaves half a file."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
+    write(tmp)
     tmp.replace(path)
-
-
-def save_plots(net, history, test_loader, device, curves, misclassified):
-    plot_curves(history, curves)
-    plot_misclassified(net, test_loader, device, misclassified, data.MEAN, data.STD)
-    print(f"Plots: {curves} {misclassified}")
 
 
 def train(cfg, run, seed, nets=models.NETS, on_epoch=None):
@@ -229,57 +224,72 @@ def train(cfg, run, seed, nets=models.NETS, on_epoch=None):
     ema = make_ema(net, cfg["ema"])  # with a moving average, the average is tested
     tested = ema.module if ema else net
 
-    # the epochs: train, test, save the history
+    # the epochs: train, test, save the history; then the tested weights saved
     try:
-        for epoch in range(cfg["epochs"]):
-            print(f"EPOCH: {epoch}")
-            start = time.perf_counter()
-            train_loss, train_acc = train_epoch(net, train_loader, optimizer, scheduler, device,
-                                                steps_per_epoch, ema)
-            seconds = time.perf_counter() - start
-            if scheduler is not None:
-                print(lr_line(epoch, scheduler))
-            start = time.perf_counter()
-            test_loss, correct, total = evaluate(tested, test_loader, device)
-            test_seconds = time.perf_counter() - start
-            print(f"\n{test_line(test_loss, correct, total, split)}\n")
-            history["epochs"].append(dict(
-                epoch=epoch, train_loss=train_loss, train_acc=train_acc, test_loss=test_loss,
-                test_acc=100.0 * correct / total, lr=optimizer.param_groups[0]["lr"],
-                seconds=seconds, test_seconds=test_seconds))
-            write_json(path, history)
-            if on_epoch:
-                on_epoch(history["epochs"][-1])
-    except KeyboardInterrupt as e:
+        try:
+            for epoch in range(cfg["epochs"]):
+                print(f"EPOCH: {epoch}")
+                start = time.perf_counter()
+                train_loss, train_acc = train_epoch(net, train_loader, optimizer, scheduler,
+                                                    device, steps_per_epoch, ema)
+                seconds = time.perf_counter() - start
+                if scheduler is not None:
+                    print(lr_line(epoch, scheduler))
+                start = time.perf_counter()
+                test_loss, correct, total = evaluate(tested, test_loader, device)
+                test_seconds = time.perf_counter() - start
+                print(f"\n{test_line(test_loss, correct, total, split)}\n")
+                history["epochs"].append(dict(
+                    epoch=epoch, train_loss=train_loss, train_acc=train_acc, test_loss=test_loss,
+                    test_acc=100.0 * correct / total, lr=optimizer.param_groups[0]["lr"],
+                    seconds=seconds, test_seconds=test_seconds))
+                write_whole(path, lambda tmp: tmp.write_text(json.dumps(history, indent=1)))
+                if on_epoch:
+                    on_epoch(history["epochs"][-1])
+        finally:  # also after a signal or a NaN: the finished epochs get their plots
+            print(f"History: {path}")
+            if run.plots and history["epochs"]:
+                figures.save_plots(tested, history, test_loader, device, paths["curves"],
+                           paths["misclassified"])
+        if save:
+            write_whole(save, lambda tmp: torch.save(dict(
+                state_dict=tested.state_dict(), step=cfg["step"], config=cfg,
+                metrics=history["epochs"][-1]), tmp))
+            print(f"Model: {save}")
+    except KeyboardInterrupt as e:  # in an epoch, its plots or the save: say what is kept
         kept = (f": {len(history['epochs'])} finished epochs kept in {path}" if history["epochs"]
                 else " before any epoch finished")
         raise UserError(stopped_by(e) + kept,
                         exit_code=128 + getattr(e, "signum", signal.SIGINT)) from None
-    finally:  # also after a signal or a NaN: the finished epochs get their plots
-        print(f"History: {path}")
-        if run.plots and history["epochs"]:
-            save_plots(tested, history, test_loader, device, paths["curves"],
-                       paths["misclassified"])
-
-    # the finish: the tested weights saved
-    if save:
-        torch.save(dict(state_dict=tested.state_dict(), step=cfg["step"], config=cfg,
-                        metrics=history["epochs"][-1]), save)
-        print(f"Model: {save}")
     return history
+
+
+def read_checkpoint(path):
+    """A checkpoint saved by --save, checked: what does not fit is one line."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"no checkpoint at {path}") from None
+    except Exception:  # truncated, or not a torch file at all
+        raise UserError(f"{path} is not a readable checkpoint (truncated or not saved "
+                        "by --save)") from None
+    if not (isinstance(ckpt, dict) and isinstance(ckpt.get("state_dict"), dict)
+            and isinstance(ckpt.get("config"), dict)):
+        raise UserError(f"{path} is not a checkpoint saved by train.py --save")
+    step, net, dropout = ckpt.get("step"), ckpt["config"].get("net"), ckpt["config"].get("dropout")
+    wrong = (f"step {step!r} is not a step here" if type(step) is not int or step not in RECIPES
+             else f"net {net!r} is not a net here" if type(net) is not str or net not in models.NETS
+             else f"dropout {dropout!r} is not a rate in [0, 1)"
+             if not (dropout is None or type(dropout) in (int, float) and 0 <= dropout < 1)
+             else None)
+    if wrong:
+        raise UserError(f"{path}: {wrong}; not a checkpoint saved by train.py --save")
+    return ckpt
 
 
 def evaluate_checkpoint(args):
     """`--eval PATH`: the documented Test set line for a saved model."""
-    try:
-        ckpt = torch.load(args.eval, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"no checkpoint at {args.eval}") from None
-    except Exception:  # truncated, or not a torch file at all
-        raise UserError(f"{args.eval} is not a readable checkpoint (truncated or not saved "
-                        "by --save)") from None
-    if not (isinstance(ckpt, dict) and {"state_dict", "step", "config"} <= ckpt.keys()):
-        raise UserError(f"{args.eval} is not a checkpoint saved by train.py --save")
+    ckpt = read_checkpoint(args.eval)
     cfg = ckpt["config"]
     if args.step is not None and args.step != ckpt["step"]:
         raise UserError(f"{args.eval} holds a step-{ckpt['step']} {cfg['net']}, "
@@ -288,7 +298,7 @@ def evaluate_checkpoint(args):
     net = models.NETS[cfg["net"]](dropout=cfg["dropout"])
     try:
         net.load_state_dict(ckpt["state_dict"])
-    except RuntimeError:
+    except Exception:  # missing, extra or misshapen weights, or not tensors at all
         raise UserError(f"{args.eval}: its weights do not fit {cfg['net']}") from None
     test_loader = data.test_loader(args.data_dir, device)
     print(f"Checkpoint: step {ckpt['step']}, {cfg['net']}, "

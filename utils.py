@@ -1,6 +1,5 @@
 """Training and test loops, the optimizer and scheduler, seeding, device choice."""
 import itertools
-import math
 import random
 import sys
 import time
@@ -65,21 +64,34 @@ def make_optimizer(model, lr, momentum, scheduler, max_lr, epochs, steps_per_epo
     return optimizer, None
 
 
+class WeightAverage(torch.optim.swa_utils.AveragedModel):
+    """AveragedModel over weights and buffers whose update never reads its step
+    count from the device nor copies to it (AveragedModel's does both every
+    step): its first update copies, each later one moves every float 1 - decay
+    of the way; integers (BatchNorm's step count) are copied, never blended."""
+    updates = 0
+
+    @torch.no_grad()
+    def update_parameters(self, model):
+        floats = []
+        for a, c in zip([*self.module.parameters(), *self.module.buffers()],
+                        [*model.parameters(), *model.buffers()]):
+            if self.updates and a.is_floating_point():
+                floats.append((a, c))
+            else:
+                a.copy_(c)
+        if floats:
+            self.multi_avg_fn(*map(list, zip(*floats)), None)
+        self.updates += 1
+
+
 def make_ema(model, decay):
-    """A moving average of `model`'s weights and BatchNorm statistics, to be
-    updated after every step (train_epoch does); None when decay is 0 or None.
-    Integer buffers (BatchNorm's step count) are copied, never blended."""
+    """A WeightAverage of `model` on its device, to be updated after every
+    step (train_epoch does); None when decay is 0 or None."""
     if not decay:
         return None
-    blend = torch.optim.swa_utils.get_ema_multi_avg_fn(decay)
-
-    def update(averaged, current, n_averaged):  # one device and dtype a call
-        if averaged[0].is_floating_point():
-            blend(averaged, current, n_averaged)
-        else:
-            for a, c in zip(averaged, current):
-                a.copy_(c)
-    return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=update, use_buffers=True)
+    return WeightAverage(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay),
+                         use_buffers=True)
 
 
 def lr_line(epoch, scheduler):
@@ -92,9 +104,12 @@ def test_line(loss, correct, total, split="Test"):
 
 
 def batches(loader, device, max_batches=None):
-    """The loader's first `max_batches` batches (all by default), on `device`."""
+    """The loader's first `max_batches` batches (all by default), on `device`;
+    a device loader's are there already: no copy."""
     for images, labels in itertools.islice(loader, max_batches):
-        yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        if images.device != device:
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        yield images, labels
 
 
 def device_sum(device):
@@ -162,65 +177,3 @@ def evaluate(model, loader, device, max_batches=None):
         correct += (log_probs.argmax(1) == labels).sum()
         seen += len(labels)
     return loss_sum.item() / seen, correct.item(), seen
-
-
-# ------------------------------------------------------------------ plots
-def plot_curves(history, path):
-    """Train and test loss and accuracy per epoch, four panels."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [e["epoch"] for e in history["epochs"]]
-    split = history.get("evaluated_on", "test")
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
-    for ax, key, title in zip(axes.flat, ("train_loss", "train_acc", "test_loss", "test_acc"),
-                              ("Training loss", "Training accuracy (%)",
-                               f"{split.title()} loss", f"{split.title()} accuracy (%)")):
-        values = [e[key] for e in history["epochs"]]
-        ax.plot(epochs, values, marker="o")
-        if key.endswith("loss"):
-            ax.set_yscale("log")  # the late epochs, where the steps differ, stay visible
-        elif len(values) > 2 and values[0] < min(values[1:]) - 1:
-            ax.set_ylim(min(values[1:]) - 0.2, max(values) + 0.1)  # zoomed past epoch 0
-            title += f", epoch 0 ({values[0]:.2f}) below"
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    axes[1, 1].axhline(99.4, color="red", linestyle="--", linewidth=1, label="99.40 % target")
-    axes[1, 1].legend()
-    fig.suptitle(f"step {history['step']}, {history['config']['net']}, "
-                 f"{history['params']:,} params, seed {history['seed']}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-
-
-@torch.no_grad()
-def plot_misclassified(model, loader, device, path, mean, std, count=25):
-    """A grid of the first `count` test digits the model gets wrong."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    model.eval()
-    wrong = []
-    for images, labels in batches(loader, device):
-        predicted = model(images).argmax(1)
-        for i in (predicted != labels).nonzero().flatten().tolist():
-            image = (images[i, 0].cpu() * std + mean).numpy()
-            wrong.append((image, predicted[i].item(), labels[i].item()))
-        if len(wrong) >= count:
-            break
-    side = math.ceil(math.sqrt(count))
-    fig, axes = plt.subplots(side, side, figsize=(1.6 * side, 1.9 * side))
-    for ax, item in itertools.zip_longest(axes.flat, wrong[:count]):
-        ax.axis("off")
-        if item:
-            image, predicted, label = item
-            ax.imshow(image, cmap="gray")
-            ax.set_title(f"pred {predicted} / true {label}", fontsize=8)
-    fig.suptitle(f"{len(wrong[:count])} misclassified test digits")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
