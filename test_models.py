@@ -260,6 +260,15 @@ class TestNets(unittest.TestCase):
                 with self.assertRaisesRegex(ValueError, f"{outputs} scores per image, not 10"):
                     wrong(x)
 
+    def test_every_net_that_takes_a_rate_drops_at_that_rate_after_every_relu(self):
+        for name, net in model.NETS.items():
+            with self.subTest(name):
+                layers = list(net(dropout=0.123).modules())
+                relus = [i for i, m in enumerate(layers) if isinstance(m, nn.ReLU)]
+                self.assertTrue(relus)
+                self.assertTrue(all(isinstance(layers[i + 1], nn.Dropout) and layers[i + 1].p == 0.123
+                                    for i in relus), name)
+
     def test_dropout_rate_is_a_constructor_argument(self):
         rates = {m.p for m in model.Net6(dropout=0.2).modules() if isinstance(m, nn.Dropout)}
         self.assertEqual(rates, {0.2})
