@@ -5,6 +5,7 @@
   test_accuracy.png       test accuracy per epoch of every step, seed 1
   consistency.png         each seed's last five epochs, steps 5 on, against 99.40 %
   ladder.png              parameters against the share of seeds that hold the target
+  speed.png               each seed's held accuracy against its step's time and parameters
   deskew.png              training digits as they come and as Net8's Deskew layer shows them
   turned_filters.png      Net9's first conv: its filters at their four turns, and their maps
   step{8,9}_seed1_curves.png  one run's loss and accuracy curves and its misclassified
@@ -192,6 +193,34 @@ def ladder(runs, path):
     save(fig, path)
 
 
+def whole_runs(path):
+    """{step: R} from the yardstick's table (`python bench.py --runs 7 ...`) at `path`."""
+    rows = re.findall(r"^\| (\d+) \| Net\d+ \|.*\| ([\d.]+) \|$", Path(path).read_text(), re.M)
+    return {int(step): float(ratio) for step, ratio in rows}
+
+
+def speed(runs, ratios, path):
+    """Each seed's lowest test accuracy of the last five epochs against its
+    step's whole run as a multiple of step 7's, and against its parameters."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
+    for ax, x_of, xlabel in ((axes[0], ratios, "whole run, as a multiple of step 7's (2-core CPU)"),
+                             (axes[1], {s: runs[s][1]["params"] for s in ratios}, "parameters")):
+        for step in sorted(ratios):
+            lows = [min(accuracies(h)[-LAST:]) for h in runs[step].values()]
+            ax.scatter([x_of[step]] * len(lows), lows, s=14, zorder=3,
+                       color=[HELD if low >= TARGET else MISSED for low in lows])
+            ax.annotate(f"step {step}", (x_of[step], max(lows)), textcoords="offset points",
+                        xytext=(4, 6), fontsize=8)
+        target_line(ax)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"lowest test accuracy of the last {LAST} epochs (%)")
+    axes[0].set_title("Held accuracy against time", fontsize=10)
+    axes[1].set_title("Held accuracy against parameters", fontsize=10)
+    axes[0].legend(loc="lower right", fontsize=8)
+    save(fig, path)
+
+
 def deskew(data_dir, path, n=12):
     """The first `n` test digits, and each as Net8 sees it: deskewed (the
     test split: the per-run pictures read it anyway, so nothing more loads)."""
@@ -268,6 +297,7 @@ def main(argv=None):
     test_accuracy(runs, out / "test_accuracy.png")
     consistency(runs, out / "consistency.png")
     ladder(runs, out / "ladder.png")
+    speed(runs, whole_runs(Path(args.results) / "bench_runs.md"), out / "speed.png")
     deskew(args.data_dir, out / "deskew.png")
     for step in (8, 9):
         one_run(Path(args.results) / "saved" / f"step{step}_seed1", args.data_dir, out)
