@@ -38,7 +38,7 @@ RECIPES = {
     # whose net is quicker stored channels-last
     **{step: dict(net=f"Net{step}", rotation=10, dropout=None, scheduler="onecycle",
                   batch_size=64, max_lr=0.2, pct_start=0.15, ema=0.997) for step in (7, 8, 9)},
-    10: dict(net="Net10", rotation=10, dropout=None, scheduler="onecycle", batch_size=64,
+    10: dict(net="Net10", rotation=10, dropout=None, scheduler="onecycle", batch_size=128,
              max_lr=0.2, pct_start=0.15, ema=0.997, channels_last=True),
 }
 COMMON = dict(lr=0.01, momentum=0.9, max_lr=0.1, pct_start=0.3, ema=None, epochs=15)
