@@ -5,7 +5,7 @@
   test_accuracy.png       test accuracy per epoch of every step, seed 1
   consistency.png         each seed's last five epochs, steps 5 on, against 99.40 %
   ladder.png              parameters against the share of seeds that hold the target
-  speed.png               each seed's held accuracy against its step's time and parameters
+  speed.png               each seed's lowest of its last five against its step's time and parameters
   deskew.png              training digits as they come and as Net8's Deskew layer shows them
   turned_filters.png      Net9's first conv: its filters at their four turns, and their maps
   step{8,9}_seed1_curves.png  one run's loss and accuracy curves and its misclassified
@@ -297,7 +297,8 @@ def main(argv=None):
     test_accuracy(runs, out / "test_accuracy.png")
     consistency(runs, out / "consistency.png")
     ladder(runs, out / "ladder.png")
-    speed(runs, whole_runs(Path(args.results) / "bench_runs.md"), out / "speed.png")
+    ratios = whole_runs(Path(args.results) / "bench_runs.md")
+    speed(runs, {step: r for step, r in ratios.items() if step in runs}, out / "speed.png")
     deskew(args.data_dir, out / "deskew.png")
     for step in (8, 9):
         one_run(Path(args.results) / "saved" / f"step{step}_seed1", args.data_dir, out)

@@ -281,41 +281,9 @@ class Net9(P4GapNet):
         super().__init__(5, 8, dropout)
 
 
-class SpaceToDepthNet(TinyNet):
-    """Net8's plan at half the resolution from the first layer, for speed:
-    each image deskewed, each 2x2 block of pixels made 4 channels (no
-    weights), a padded 3x3 conv and a padded separable one at 14x14
-    (`before` channels), max-pool, three separable convs at 7x7 (`after`
-    channels, two padded), global average pool, a 1x1 conv to 10."""
-
-    def __init__(self, before, after, dropout=None):
-        b, a, d = before, after, dropout
-        super().__init__(
-            Deskew(),                                           # 1x28x28   RF 1   jump 1
-            nn.PixelUnshuffle(2),                               # 4x14x14   RF 2   jump 2
-            *conv(4, b, padding=1, dropout=d),                  # b x14x14  RF 6
-            *conv(b, b, padding=1, dropout=d, separable=True),  # b x14x14  RF 10
-            nn.MaxPool2d(2),                                    # b x7x7    RF 12  jump 4
-            *conv(b, a, padding=1, dropout=d, separable=True),  # a x7x7    RF 20
-            *conv(a, a, padding=1, dropout=d, separable=True),  # a x7x7    RF 28
-            *conv(a, a, dropout=d, separable=True),             # a x5x5    RF 36
-            nn.AdaptiveAvgPool2d(1),                            # a x1x1    RF 52
-            nn.Conv2d(a, 10, 1, bias=False),                    # 10x1x1
-        )
-
-
-class Net10(SpaceToDepthNet):
-    """7,488 parameters: 24 channels at 14x14, 40 at 7x7; the fast rung
-    (docs/net10.md)."""
-
-    def __init__(self, dropout=None):
-        super().__init__(24, 40, dropout)
-
-
 Net = Net9  # the smallest net that held the target on every seed it was tested on
 
-NETS = {net.__name__: net for net in (Net1, Net2, Net3, Net4, Net5, Net6, Net7, Net8, Net9,
-                                      Net10)}
+NETS = {net.__name__: net for net in (Net1, Net2, Net3, Net4, Net5, Net6, Net7, Net8, Net9)}
 
 
 def layer_table(net, size=28):
@@ -329,9 +297,8 @@ def layer_table(net, size=28):
         nonlocal rf, jump
         pick = lambda v: v[0] if isinstance(v, tuple) else v  # noqa: E731 (square)
         kernel, stride, dilation = (
-            # global: a kernel the size of its input; space-to-depth: one of its block
+            # global: a kernel the size of its input
             (inputs[0].shape[-1],) * 2 + (1,) if isinstance(layer, nn.AdaptiveAvgPool2d) else
-            (layer.downscale_factor,) * 2 + (1,) if isinstance(layer, nn.PixelUnshuffle) else
             (layer.kernel_size, layer.stride, getattr(layer, "dilation", 1))
             if isinstance(layer, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)) else (1, 1, 1))
         rf += (pick(kernel) - 1) * pick(dilation) * jump

@@ -223,17 +223,19 @@ class TestNets(unittest.TestCase):
 
     def test_bench_runs_times_whole_runs_against_the_first_step(self):
         # by hand: step 7's epochs take 10, 12, 11 s (median 11, 15 epochs: 165 s);
-        # step 10's 3, 5, 4 (median 4) over its own epoch count
-        epochs = train.make_config(train.parse_args(["--step", "10"]))["epochs"]
+        # step 9's 3, 5, 4 (median 4), over 8 epochs here (a flag's recipe): 32 s
+        epochs = 8
         times = iter([99, 99, 10, 3, 12, 5, 11, 4])  # the first round warms up, dropped
         out = io.StringIO()
+        real = train.make_config
         with mock.patch.object(bench, "epoch_seconds", lambda cfg, data_dir: next(times)), \
-                redirect_stdout(out):
-            bench.bench_runs([7, 10], 3, DATA_DIR)
+                mock.patch.object(train, "make_config", lambda args: dict(
+                    real(args), epochs=epochs if args.step == 9 else 15)), redirect_stdout(out):
+            bench.bench_runs([7, 9], 3, DATA_DIR)
         rows = re.findall(r"^\| (\d+) \| (Net\d+) \| (\d+) \| ([\d.]+) \| ([\d. ]+) \| (\d+) \| ([\d.]+) \|$",
                           out.getvalue(), re.M)
         self.assertEqual(rows, [("7", "Net7", "15", "11.00", "10.0 12.0 11.0", "165", "1.00"),
-                                ("10", "Net10", str(epochs), "4.00", "3.0 5.0 4.0",
+                                ("9", "Net9", str(epochs), "4.00", "3.0 5.0 4.0",
                                  str(round(4 * epochs)), f"{4 * epochs / 165:.2f}")])
 
     def test_bench_counts_the_floats_each_layer_writes(self):
@@ -1738,6 +1740,8 @@ class TestDocsAgreeWithHistories(unittest.TestCase):
         rows = {int(k): v for k, v in table_rows(readme.split("## Results")[1].split("\n## ")[0]).items()
                 if k.isdigit()}
         self.assertEqual(sorted(rows), sorted(steps_doc()))
+        ratios = dict(re.findall(r"^\| (\d+) \| Net\d+ \| 15 \| [\d.]+ \| [\d. ]+ \| \d+ \| ([\d.]+) \|$",
+                                 (RESULTS / "bench_runs.md").read_text(), re.M))
         for step, cells in rows.items():
             with self.subTest(step=step):
                 runs = committed(step)
@@ -1750,7 +1754,7 @@ class TestDocsAgreeWithHistories(unittest.TestCase):
                     mine["best test accuracy"], mine["final test accuracy"],
                     mine["lowest of the last five"],
                     "yes" if mine["last five at ≥ 99.40 %"] == "5 of 5" else "no",
-                    over_seeds(runs) if len(runs) > 1 else ""])
+                    over_seeds(runs) if len(runs) > 1 else "", ratios.get(str(step), "")])
 
 
 class TestFigures(unittest.TestCase):
@@ -1780,8 +1784,8 @@ class TestFigures(unittest.TestCase):
         per_run = [f"step{step}_seed1_{kind}.png" for step in SAVED for kind in ("curves",
                                                                                  "misclassified")]
         self.assertEqual(sorted(pngs), sorted(["consistency.png", "deskew.png", "ladder.png",
-                                               "test_accuracy.png", "turned_filters.png",
-                                               *per_run]))
+                                               "speed.png", "test_accuracy.png",
+                                               "turned_filters.png", *per_run]))
         self.assertEqual(sorted(shown), sorted(pngs))
         for name, size in pngs.items():
             self.assertTrue(10_000 < size <= 150 * 1024, f"{name}: {size} bytes")
@@ -1843,6 +1847,19 @@ class TestFigures(unittest.TestCase):
             self.assertEqual(len(wrong), 25)
             self.assertEqual(sum(ax["images"] for ax in wrong), 25)
             self.assertTrue(all(re.fullmatch(r"pred \d / true \d", ax["title"]) for ax in wrong))
+        # speed: each seed's lowest of the last five at its step's R (the yardstick's
+        # table) and at its parameters, steps 5-9; the target on both panels
+        ratios = {int(m[0]): float(m[1]) for m in re.findall(
+            r"^\| (\d+) \| Net\d+ \| 15 \| [\d.]+ \| [\d. ]+ \| \d+ \| ([\d.]+) \|$",
+            (RESULTS / "bench_runs.md").read_text(), re.M) if int(m[0]) in steps}
+        self.assertEqual(sorted(ratios), [5, 6, 7, 8, 9])
+        for ax, x in zip(shown["speed.png"], (ratios, {s: committed(s)[1]["params"] for s in ratios}),
+                         strict=True):
+            lows = sorted([float(x[step]), min(accuracies(h)[-5:])]
+                          for step in ratios for h in committed(step).values())
+            self.assertEqual(sorted(pt for c in ax["points"] for pt in c), lows)
+            self.assertEqual(ax["lines"], [target])
+            self.assertTrue(ax["ylim"][0] < min(99.40, lows[0][1]))
         # the deskew picture: 12 digits, as they come and deskewed; the filters: 4 turns
         # and 4 maps of each of Net9's five first-conv features
         self.assertEqual([ax["images"] for ax in shown["deskew.png"]], [1] * 24)
