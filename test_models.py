@@ -5,7 +5,7 @@ Runs are in-process (train.main with its output captured, signals sent to
 this process), short, and evaluated on a small held-out split (--val) but
 for the one --eval test; worker processes are started where --jobs is the
 point, and one subprocess shows what only a process can: its workers
-ending when it is killed outright. About 30 s on a 2-core CPU."""
+ending when it is killed outright. About 40 s on a 2-core CPU (39.4 s by unittest's count, twice, 2026-12-07)."""
 import hashlib
 import io
 import json
@@ -1217,13 +1217,13 @@ class TestTraining(unittest.TestCase):
     def test_a_few_steps_lower_the_loss(self):
         cpu = torch.device("cpu")
         loader = data.DeviceLoader(IMAGES, LABELS, 128, cpu, shuffle=True, rotation=15, seed=1)
-        held_out = [((IMAGES[-2000:] - data.MEAN) / data.STD, LABELS[-2000:])]
+        held_out = [((IMAGES[-1000:] - data.MEAN) / data.STD, LABELS[-1000:])]
         torch.manual_seed(0)
         net = model.Net6()
         before, _, _ = evaluate(net, held_out, cpu)
         optimizer, _ = make_optimizer(net, 0.05, 0.9, "none", 0, 1, 1)
         with redirect_stdout(io.StringIO()):  # the bar
-            loss, acc = train_epoch(net, loader, optimizer, None, cpu, max_batches=40)
+            loss, acc = train_epoch(net, loader, optimizer, None, cpu, max_batches=30)
         after, correct, seen = evaluate(net, held_out, cpu)
         self.assertTrue(math.isfinite(loss))
         self.assertLess(after, before * 0.7)
@@ -1507,16 +1507,24 @@ class TestWhatIsReadAndWhatIsKept(CommandLineCase):
         self.assertTrue((self.tmp / "2.pt").exists())
 
     def test_saved_step8_and_step9_nets_load_and_test_as_they_did(self):
-        for step in (8, 9):
-            with self.subTest(step=step):
-                status, out, err = run_main("--eval", str(RESULTS / "saved" / f"step{step}_seed1.pt"))
-                self.assertEqual(status, 0, err)
-                final = saved(RESULTS / "saved" / f"step{step}_seed1.json")["epochs"][-1]["test_acc"]
-                self.assertEqual(TEST_RE.match(test_lines(out)[0]).group(4), f"{final:.2f}")
-        net = model.Net7()  # a global pool takes any size
-        self.assertEqual(net.eval()(torch.zeros(2, 1, 36, 36)).shape, (2, 10))
-        self.assertTrue(all(any(isinstance(m, nn.AdaptiveAvgPool2d) for m in model.NETS[n]().modules())
-                            for n in ("Net7", "Net8", "Net9")))
+        # Net8 on the whole test set as its run recorded; Net9 loads, and its global
+        # pool gives what the 6x6 average pool it was trained with gave
+        status, out, err = run_main("--eval", str(RESULTS / "saved" / "step8_seed1.pt"))
+        self.assertEqual(status, 0, err)
+        final = saved(RESULTS / "saved" / "step8_seed1.json")["epochs"][-1]["test_acc"]
+        self.assertEqual(TEST_RE.match(test_lines(out)[0]).group(4), f"{final:.2f}")
+        net = model.Net9().eval()
+        net.load_state_dict(torch.load(RESULTS / "saved" / "step9_seed1.pt",
+                                       weights_only=True)["state_dict"])
+        images = (IMAGES[:200] - data.MEAN) / data.STD
+        pool = [i for i, m in enumerate(net.layers) if isinstance(m, nn.AdaptiveAvgPool2d)]
+        fixed = nn.Sequential(*[nn.AvgPool2d(6) if i in pool else m for i, m in enumerate(net.layers)])
+        with torch.no_grad():
+            torch.testing.assert_close(net(images), torch.log_softmax(fixed(images).flatten(1), 1))
+        self.assertEqual(model.Net7().eval()(torch.zeros(2, 1, 36, 36)).shape, (2, 10))  # any size
+        self.assertTrue(all(len(pool) == 1 for pool in (
+            [m for m in model.NETS[n]().modules() if isinstance(m, nn.AdaptiveAvgPool2d)]
+            for n in ("Net7", "Net8", "Net9"))))
 
 
 class TestWeightAverage(unittest.TestCase):
