@@ -14,9 +14,9 @@
 """
 import argparse
 import itertools
-import json
 import math
 import re
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -26,8 +26,8 @@ import torch  # noqa: E402
 
 import data  # noqa: E402
 import model  # noqa: E402
-from seeds import LAST, TARGET  # noqa: E402
-from utils import batches  # noqa: E402
+from seeds import LAST, TARGET, read_history  # noqa: E402
+from utils import UserError, batches  # noqa: E402
 
 DPI = 80
 HELD, MISSED = "tab:green", "tab:red"
@@ -99,7 +99,7 @@ def load(results):
     runs = {}
     for path in Path(results).glob("step*_seed*.json"):
         step, seed = map(int, re.fullmatch(r"step(\d+)_seed(\d+)\.json", path.name).groups())
-        runs.setdefault(step, {})[seed] = json.loads(path.read_text())
+        runs.setdefault(step, {})[seed] = read_history(path)
     return {step: dict(sorted(seeds.items())) for step, seeds in sorted(runs.items())}
 
 
@@ -245,9 +245,7 @@ def deskew(data_dir, path, n=12):
 def turned_filters(run, data_dir, path, digit=0):
     """Net9's first conv from the saved run: each learnt filter and its three
     turns, and the four maps they give for one test digit."""
-    ckpt = torch.load(run.with_suffix(".pt"), map_location="cpu", weights_only=True)
-    net = model.NETS[ckpt["config"]["net"]]()
-    net.load_state_dict(ckpt["state_dict"])
+    net = saved_net(run)
     images, _ = data.load_tensors(data_dir, train=False)
     image = (images[digit:digit + 1] - data.MEAN) / data.STD
     first = next(m for m in net.modules() if isinstance(m, model.P4Conv))
@@ -273,14 +271,20 @@ def turned_filters(run, data_dir, path, digit=0):
     save(fig, path)
 
 
+def saved_net(run):
+    """The net saved as `run`.pt, read as --eval reads a checkpoint."""
+    from train import read_checkpoint  # train imports this module: not at the top
+    ckpt = read_checkpoint(run.with_suffix(".pt"))
+    net = model.NETS[ckpt["config"]["net"]]()
+    net.load_state_dict(ckpt["state_dict"])
+    return net
+
+
 def one_run(run, data_dir, out):
     """The curves and misclassified digits of the run saved as `run`.json
     (its history) and `run`.pt (its weights), drawn by save_plots."""
     cpu = torch.device("cpu")
-    ckpt = torch.load(run.with_suffix(".pt"), map_location=cpu, weights_only=True)
-    net = model.NETS[ckpt["config"]["net"]]()
-    net.load_state_dict(ckpt["state_dict"])
-    history = json.loads(run.with_suffix(".json").read_text())
+    net, history = saved_net(run), read_history(run.with_suffix(".json"))
     save_plots(net, history, data.test_loader(data_dir, cpu), cpu,
                out / f"{run.name}_curves.png", out / f"{run.name}_misclassified.png")
 
@@ -307,4 +311,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as e:  # a committed file that does not fit: one line
+        sys.exit(f"error: {e}")
