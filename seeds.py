@@ -282,7 +282,7 @@ def train_in_workers(train_one, cfg, run, seeds, jobs, worker=train_in_worker, c
                 log = run_paths(run, cfg["step"], seed)["log"]
                 print(f"seed {seed}: started, {threads} torch thread(s), log {log}")
             try:
-                kind, seed, value = events.get(timeout=1)
+                kind, seed, value = events.get(timeout=0.2)
             except queue.Empty:  # a worker that ended without its last word
                 for seed in [s for s, w in running.items() if w.exitcode is not None]:
                     code = running[seed].exitcode

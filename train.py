@@ -15,7 +15,6 @@ import torch
 from torchinfo import summary
 
 import data
-import figures
 import model as models
 import seeds
 from seeds import STOP_SIGNALS, measured, run_paths, stop, stopped_by
@@ -249,8 +248,9 @@ def train(cfg, run, seed, nets=models.NETS, on_epoch=None):
         finally:  # also after a signal or a NaN: the finished epochs get their plots
             print(f"History: {path}")
             if run.plots and history["epochs"]:
+                import figures  # and matplotlib, 0.4 s: only in a run that draws
                 figures.save_plots(tested, history, test_loader, device, paths["curves"],
-                           paths["misclassified"])
+                                   paths["misclassified"])
         if save:
             write_whole(save, lambda tmp: torch.save(dict(
                 state_dict=tested.state_dict(), step=cfg["step"], config=cfg,
