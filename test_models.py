@@ -1572,6 +1572,13 @@ def committed(step):
     return dict(sorted(runs.items()))
 
 
+def yardstick():
+    """{step: R as written} of the yardstick's sitting in results/bench_runs.md."""
+    rows = re.findall(r"^\| (\d+) \| Net\d+ \| 15 \| [\d.]+ \| [\d. ]+ \| \d+ \| ([\d.]+) \|$",
+                      (RESULTS / "bench_runs.md").read_text(), re.M)
+    return {int(step): r for step, r in rows}
+
+
 def result_rows(test, best_train):
     """The Result rows of docs/steps.md, worked out from a run's test accuracies."""
     last = test[-5:]
@@ -1749,8 +1756,7 @@ class TestDocsAgreeWithHistories(unittest.TestCase):
         rows = {int(k): v for k, v in table_rows(readme.split("## Results")[1].split("\n## ")[0]).items()
                 if k.isdigit()}
         self.assertEqual(sorted(rows), sorted(steps_doc()))
-        ratios = dict(re.findall(r"^\| (\d+) \| Net\d+ \| 15 \| [\d.]+ \| [\d. ]+ \| \d+ \| ([\d.]+) \|$",
-                                 (RESULTS / "bench_runs.md").read_text(), re.M))
+        ratios = {str(step): r for step, r in yardstick().items()}
         for step, cells in rows.items():
             with self.subTest(step=step):
                 runs = committed(step)
@@ -1858,9 +1864,7 @@ class TestFigures(unittest.TestCase):
             self.assertTrue(all(re.fullmatch(r"pred \d / true \d", ax["title"]) for ax in wrong))
         # speed: each seed's lowest of the last five at its step's R (the yardstick's
         # table) and at its parameters, steps 5-9; the target on both panels
-        ratios = {int(m[0]): float(m[1]) for m in re.findall(
-            r"^\| (\d+) \| Net\d+ \| 15 \| [\d.]+ \| [\d. ]+ \| \d+ \| ([\d.]+) \|$",
-            (RESULTS / "bench_runs.md").read_text(), re.M) if int(m[0]) in steps}
+        ratios = {step: float(r) for step, r in yardstick().items() if step in steps}
         self.assertEqual(sorted(ratios), [5, 6, 7, 8, 9])
         for ax, x in zip(shown["speed.png"], (ratios, {s: committed(s)[1]["params"] for s in ratios}),
                          strict=True):
