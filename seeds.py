@@ -91,7 +91,7 @@ def read_history(path):
         history = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise UserError(f"no readable history at {path} ({getattr(e, 'strerror', None) or e})"
-                        "; train that seed first") from None
+                        ) from None
     epochs = history.get("epochs") if isinstance(history, dict) else None
     wrong = ("it is not a history (an object with step, seed, params, config, epochs)"
              if not (isinstance(epochs, list) and isinstance(history.get("config"), dict)
@@ -110,7 +110,10 @@ def load_histories(run, step, seeds):
     histories = []
     for seed in seeds:
         path = run_paths(run, step, seed)["history"]
-        history = read_history(path)
+        try:
+            history = read_history(path)
+        except UserError as e:
+            raise UserError(f"{e}; train that seed first") from None
         if (history["step"], history["seed"]) != (step, seed):
             raise UserError(f"{path} holds step {history['step']} seed "
                             f"{history['seed']}, not step {step} seed {seed}")

@@ -760,7 +760,8 @@ class TestRuns(CommandLineCase):
         self.assertIn("| 6 | 1 | 6,750 | 99.45 | 99.50 | 99.45 | 5/5 | yes | 21 |", out)
         self.assertIn("| 6 | 2 | 6,750 | 99.35 | 99.50 | 99.35 | 4/5 | no | 21 |", out)
         self.assert_clean_error(run_main("--step", "6", "--seeds", "3", "--report",
-                                         "--history", self.history), "no readable history")
+                                         "--history", self.history), "no readable history",
+                                "; train that seed first")
         Path(self.history.format(step=6, seed=3)).write_text(
             Path(self.history.format(step=6, seed=1)).read_text())
         self.assert_clean_error(run_main("--step", "6", "--seeds", "3", "--report", "--history",
@@ -955,7 +956,9 @@ class TestSeeds(CommandLineCase):
             change(h)
             paths[seed].write_text(json.dumps(h))
         kept = paths[1].read_bytes()
-        status, out, err = run_main(*short, "--seeds", "1", "2", "3", "4", "5", "--resume")
+        paths[6] = Path(self.history.format(step=6, seed=6))
+        paths[6].write_text("{")  # not JSON: trained again, said once
+        status, out, err = run_main(*short, "--seeds", "1", "2", "3", "4", "5", "6", "--resume")
         self.assertEqual(status, 0, err)
         lines = out.splitlines()
         self.assertIn(f"seed 1: complete in {paths[1]}; not trained again", lines)
@@ -963,14 +966,16 @@ class TestSeeds(CommandLineCase):
         for seed in (3, 4, 5):
             self.assertIn(f"seed {seed}: {paths[seed]} holds another run (step, seed, recipe, "
                           "--val or --limit-batches); training it from the start", lines)
+        self.assertRegex(out, rf"\nseed 6: no readable history at {re.escape(str(paths[6]))} "
+                              r"\([^;]*\); training it from the start\n")
         self.assertEqual(paths[1].read_bytes(), kept)
-        self.assertEqual(re.findall(r"^=== seed (\d) \(\d of 4\) ===$", out, re.M),
-                         ["2", "3", "4", "5"])
-        for seed in range(1, 6):
+        self.assertEqual(re.findall(r"^=== seed (\d) \(\d of 5\) ===$", out, re.M),
+                         ["2", "3", "4", "5", "6"])
+        for seed in range(1, 7):
             h = saved(paths[seed])
             self.assertEqual((len(h["epochs"]), h["seed"], h["config"]["rotation"], h["run"]["val"]),
                              (2, seed, 15, 200))
-        self.assertIn("over 5 seeds", out)
+        self.assertIn("over 6 seeds", out)
 
 
 def fake_history(step, seed, accs, cfg=None, seconds=20, params=6750, run=None):
