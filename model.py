@@ -158,60 +158,110 @@ class Deskew(nn.Module):
         return out + background  # what comes from outside the image is background
 
 
-# ---- p4 convolutions (Net9): each filter shared by its four 90-degree turns
-# (Cohen & Welling 2016). Channel c * 4 + r is feature c at orientation r;
-# turning the image by 90 degrees turns every map and moves c * 4 + r to
-# c * 4 + (r + 1) % 4, so one learnt filter gives four channels.
-def turns(w):
-    """(C, 1, 3, 3) filters -> (4 C, 1, 3, 3): each, then turned by 90, 180, 270 degrees."""
-    return torch.stack([torch.rot90(w, r, (2, 3)) for r in range(4)], 1).flatten(0, 1)
+# ---- p4 and p4m convolutions (Net9): each filter shared by its four
+# 90-degree turns (p4; Cohen & Welling 2016), or by those and their mirror
+# images (p4m). Element g = 4 m + r of the group: mirrored left-right m times,
+# then turned r times. Channel c * G + g is feature c under element g (G = 4
+# or 8); transforming the image by h transforms every map and moves c * G + g
+# to c * G + h g, so one learnt filter gives G channels.
+def transform(x, g):
+    """x's last two dims mirrored left-right if g >= 4, then turned g % 4 times."""
+    return torch.rot90(torch.flip(x, (-1,)) if g >= 4 else x, g % 4, (-2, -1))
+
+
+def turns(w, elements=4):
+    """(C, 1, 3, 3) filters -> (G C, 1, 3, 3): each under elements 0 ... G - 1
+    (the first four: turned by 0, 90, 180, 270 degrees)."""
+    return torch.stack([transform(w, g) for g in range(elements)], 1).flatten(0, 1)
+
+
+def slots(elements):
+    """slots[s][g] = s^-1 g: the weight through which a 1x1 group conv
+    reaches output orientation s from input orientation g."""
+    def product(a, b):  # b, then a: a's mirror reverses the sense of b's turn
+        (ma, ra), (mb, rb) = divmod(a, 4), divmod(b, 4)
+        return 4 * (ma ^ mb) + (ra + (-1) ** ma * rb) % 4
+    inverse = lambda a: a if a >= 4 else -a % 4  # noqa: E731 (a mirror undoes itself)
+    return [[product(inverse(s), g) for g in range(elements)] for s in range(elements)]
 
 
 class P4Conv(nn.Conv2d):
     """A bias-free 3x3 conv of C filters (9 C weights) used four times each,
     turned: on the image (c_in 1: 4 C outputs), or depthwise on C x 4 maps
     (c_in C: map c * 4 + r by filter c turned r times)."""
+    elements = 4
 
     def __init__(self, c_in, c, padding=0):
         super().__init__(c_in, c, 3, padding=padding, groups=c_in, bias=False)
 
     def forward(self, x):
-        w = turns(self.weight)
+        w = turns(self.weight, self.elements)
         return F.conv2d(x, w, padding=self.padding, groups=1 if self.groups == 1 else len(w))
 
 
 class P4Pointwise(nn.Conv2d):
     """A 1x1 conv from C_in x 4 to C_out x 4 channels that commutes with the
-    turn: output (o, s) = sum over (c, r) of W[o, c, (r - s) % 4] x input
-    (c, r); 4 C_in C_out weights, not 16."""
+    turn: output (o, s) = sum over (c, g) of W[o, c, s^-1 g] x input (c, g);
+    4 C_in C_out weights, not 16."""
+    elements = 4
 
     def __init__(self, c_in, c_out):
-        super().__init__(4 * c_in, c_out, 1, bias=False)
+        super().__init__(self.elements * c_in, c_out, 1, bias=False)
+
+    def matrix(self):
+        """The (G C_out, G C_in) matrix of the whole 1x1 conv."""
+        k, (c_out, ck) = self.elements, self.weight.shape[:2]
+        # the slots are made here, not kept as a buffer, which a weight
+        # average would blend as if it were a weight
+        slot = torch.tensor(slots(k), device=self.weight.device)
+        w = self.weight.view(c_out, ck // k, k)[:, :, slot]  # (o, c, s, g)
+        return w.permute(0, 2, 1, 3).reshape(k * c_out, ck)
 
     def forward(self, x):
-        c_out, c4 = self.weight.shape[:2]
-        # the cycle (r - s) % 4 is made here, not kept as a buffer, which a
-        # weight average would blend as if it were a weight
-        r = torch.arange(4, device=x.device)
-        w = self.weight.view(c_out, c4 // 4, 4)[:, :, (r[None, :] - r[:, None]) % 4]  # (o, c, s, r)
-        return F.conv2d(x, w.permute(0, 2, 1, 3).reshape(4 * c_out, c4, 1, 1))
+        return F.conv2d(x, self.matrix()[:, :, None, None])
 
 
 class P4BatchNorm2d(nn.BatchNorm2d):
-    """nn.BatchNorm2d over C features of 4 orientations each, seen as C
-    channels of 4H x W: one mean, variance, scale and shift per feature,
-    shared by its four turns (2 C parameters)."""
+    """nn.BatchNorm2d over C features of G orientations each, seen as C
+    channels of G H x W: one mean, variance, scale and shift per feature,
+    shared by its G copies (2 C parameters)."""
+    elements = 4
 
     def forward(self, x):
-        n, c4, h, w = x.shape
-        return super().forward(x.reshape(n, c4 // 4, 4 * h, w)).view(n, c4, h, w)
+        n, ck, h, w = x.shape
+        k = self.elements
+        return super().forward(x.reshape(n, ck // k, k * h, w)).view(n, ck, h, w)
 
 
-def p4_conv(c_in, c_out, padding=0, dropout=None):
-    """model.conv in p4 form: the first conv (c_in 1) or a separable one."""
-    convs = ([P4Conv(1, c_out, padding)] if c_in == 1 else
-             [P4Conv(c_in, c_in, padding), P4Pointwise(c_in, c_out)])
-    return [*convs, P4BatchNorm2d(c_out), nn.ReLU(),
+class P4mConv(P4Conv):
+    """P4Conv with eight copies of each filter: its four turns and theirs mirrored."""
+    elements = 8
+
+
+class P4mPointwise(P4Pointwise):
+    """P4Pointwise over eight orientations: 8 C_in C_out weights, not 64."""
+    elements = 8
+
+    def forward(self, x):
+        # the conv's sums as a batched matmul, faster so on a CPU at these widths
+        n, ck, h, w = x.shape
+        m = self.matrix()
+        return torch.bmm(m.expand(n, *m.shape), x.reshape(n, ck, h * w)).view(n, -1, h, w)
+
+
+class P4mBatchNorm2d(P4BatchNorm2d):
+    """P4BatchNorm2d over eight orientations."""
+    elements = 8
+
+
+def p4_conv(c_in, c_out, padding=0, dropout=None, mirrors=False):
+    """model.conv in p4 form (p4m with mirrors): the first conv (c_in 1) or
+    a separable one."""
+    conv_, pointwise, norm = ((P4mConv, P4mPointwise, P4mBatchNorm2d) if mirrors else
+                              (P4Conv, P4Pointwise, P4BatchNorm2d))
+    convs = ([conv_(1, c_out, padding)] if c_in == 1 else
+             [conv_(c_in, c_in, padding), pointwise(c_in, c_out)])
+    return [*convs, norm(c_out), nn.ReLU(),
             *([nn.Dropout(dropout)] if dropout is not None else [])]
 
 
@@ -252,23 +302,25 @@ class Net8(SeparableGapNet):
 
 
 class P4GapNet(TinyNet):
-    """SeparableGapNet(deskew=True)'s layout in p4 convs: 4 x `before`
-    channels before the pool, 4 x `after` after it; the 1x1 head reads all
-    of them, so a 6 is not a 9."""
+    """SeparableGapNet(deskew=True)'s layout in group convs of G copies a
+    filter (p4: 4; p4m, with mirrors: 8): G x `before` channels before the
+    pool, G x `after` after it, G x `last` (default `after`) out of the last
+    conv; the 1x1 head reads all of them, so a 6 is not a 9."""
 
-    def __init__(self, before, after, dropout=None):
-        b, a, d = before, after, dropout
+    def __init__(self, before, after, last=None, mirrors=False, dropout=None):
+        b, a, z, g = before, after, last or after, dict(dropout=dropout, mirrors=mirrors)
+        G = 8 if mirrors else 4
         super().__init__(
-            Deskew(),                                           # 1x28x28    RF 1
-            *p4_conv(1, b, padding=1, dropout=d),               # 4b x28x28  RF 3
-            *p4_conv(b, b, padding=1, dropout=d),               # 4b x28x28  RF 5
-            nn.MaxPool2d(2),                                    # 4b x14x14  RF 6
-            *p4_conv(b, a, dropout=d),                          # 4a x12x12  RF 10
-            *p4_conv(a, a, dropout=d),                          # 4a x10x10  RF 14
-            *p4_conv(a, a, dropout=d),                          # 4a x8x8    RF 18
-            *p4_conv(a, a, dropout=d),                          # 4a x6x6    RF 22
-            nn.AdaptiveAvgPool2d(1),                            # 4a x1x1    RF 32
-            nn.Conv2d(4 * a, 10, 1, bias=False),                # 10x1x1
+            Deskew(),                                  # 1x28x28      RF 1
+            *p4_conv(1, b, padding=1, **g),            # G b x28x28   RF 3
+            *p4_conv(b, b, padding=1, **g),            # G b x28x28   RF 5
+            nn.MaxPool2d(2),                           # G b x14x14   RF 6
+            *p4_conv(b, a, **g),                       # G a x12x12   RF 10
+            *p4_conv(a, a, **g),                       # G a x10x10   RF 14
+            *p4_conv(a, a, **g),                       # G a x8x8     RF 18
+            *p4_conv(a, z, **g),                       # G z x6x6     RF 22
+            nn.AdaptiveAvgPool2d(1),                   # G z x1x1     RF 32
+            nn.Conv2d(G * z, 10, 1, bias=False),       # 10x1x1
         )
 
 
@@ -278,7 +330,7 @@ class Net9(P4GapNet):
     (docs/net9.md)."""
 
     def __init__(self, dropout=None):
-        super().__init__(5, 8, dropout)
+        super().__init__(5, 8, dropout=dropout)
 
 
 Net = Net9  # the smallest net that held the target on every seed it was tested on
