@@ -127,6 +127,39 @@ NET9 = [("Deskew", "1x28x28", 0), ("P4Conv", "20x28x28", 45), ("P4BatchNorm2d", 
         *p4("32x12x12", 5), *p4("32x10x10", 8), *p4("32x8x8", 8), *p4("32x6x6", 8),
         *pool("AdaptiveAvgPool2d", "32x1x1"), *conv("10x1x1", 320, then="")]
 
+
+
+def p4m(shape, c_in):
+    """A p4m separable conv: the depthwise (9 weights a feature, shared by its
+    eight turns and mirror images), the 1x1 (8 c_in c_out), BatchNorm (2 a
+    feature), ReLU; c_in and c_out count features, each 8 channels."""
+    c_out, hw = int(shape.split("x")[0]) // 8, shape.split("x", 1)[1]
+    return [("P4mConv", f"{8 * c_in}x{hw}", 9 * c_in), ("P4mPointwise", shape, 8 * c_in * c_out),
+            ("P4mBatchNorm2d", shape, 2 * c_out), ("ReLU", shape, 0)]
+
+
+# P4GapNet(3, 6, last=3, mirrors=True), issue 52's p4m_3_6_3, counted by hand
+P4M_3_6_3 = [("Deskew", "1x28x28", 0), ("P4mConv", "24x28x28", 27),
+             ("P4mBatchNorm2d", "24x28x28", 6), ("ReLU", "24x28x28", 0), *p4m("24x28x28", 3),
+             *pool("MaxPool2d", "24x14x14"), *p4m("48x12x12", 3), *p4m("48x10x10", 6),
+             *p4m("48x8x8", 6), *p4m("24x6x6", 6), *pool("AdaptiveAvgPool2d", "24x1x1"),
+             *conv("10x1x1", 240, then="")]
+PROBE = torch.arange(9.).view(3, 3)  # a 3x3 image that no turn or mirror leaves unchanged
+
+
+def element(x, g):
+    """Element g = 4 m + r of the p4m group, by hand: mirrored left-right m
+    times, then turned r times by 90 degrees."""
+    return torch.rot90(torch.flip(x, (-1,)) if g >= 4 else x, g % 4, (-2, -1))
+
+
+def products():
+    """products()[h][g]: the element h g, read off the probe (no symmetry of
+    its own), not from the code under test."""
+    images = [element(PROBE, g) for g in range(8)]
+    return [[next(c for c in range(8) if torch.equal(element(images[g], h), images[c]))
+             for g in range(8)] for h in range(8)]
+
 SPEC = {"Net1": (NET1, 147_344), "Net2": (net2("R"), 10_616), "Net3": (net2("RD"), 10_616),
         "Net4": (NET4, 8_172), "Net5": (NET4, 8_172), "Net6": (NET6, 6_750), "Net7": (NET7, 3_980),
         "Net8": (NET8, 2_834), "Net9": (NET9, 1_783)}
@@ -204,6 +237,61 @@ class TestNets(unittest.TestCase):
                           if isinstance(m, nn.BatchNorm2d)])
         for plain, turned in zip(*stats):
             torch.testing.assert_close(plain, turned)
+
+    def test_p4m_net_layers_as_counted_by_hand(self):
+        net = model.P4GapNet(3, 6, last=3, mirrors=True)
+        self.assertEqual([row[:3] for row in model.layer_table(net)], P4M_3_6_3)
+        self.assertEqual(sum(p.numel() for p in net.parameters()), sum(r[2] for r in P4M_3_6_3))
+        self.assertEqual(sum(r[2] for r in P4M_3_6_3), 1_473)  # the issue's count
+
+    def test_p4m_net_moves_with_all_eight_elements(self):
+        product = products()
+        self.assertEqual(sorted(map(sorted, product)), [list(range(8))] * 8)  # a group table
+        self.assertNotEqual(product[1][4], product[4][1])  # and not a commutative one
+        torch.manual_seed(0)
+        net = model.P4GapNet(3, 6, last=3, mirrors=True)
+        norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+        self.assertEqual(len(norms), 6)
+        for m in norms:
+            m.running_mean.uniform_(-0.2, 0.2), m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 2), m.bias.data.uniform_(-0.2, 0.2)
+        body = net.layers[1:-2].eval()  # Deskew does not turn with the image (it shears)
+        x = torch.randn(3, 1, 28, 28)
+        maps = body(x).view(3, 3, 8, 6, 6)
+        for h in range(1, 8):
+            with self.subTest(element=h):
+                moved = torch.empty_like(maps)
+                moved[:, :, product[h]] = element(maps, h)  # orientation g goes to h g
+                got = body(element(x, h)).view(3, 3, 8, 6, 6)
+                torch.testing.assert_close(got, moved, rtol=0, atol=1e-5)
+                self.assertFalse(torch.allclose(got, maps, atol=1e-3))  # the maps do move
+                # training on a transformed batch leaves the same running statistics
+                stats = []
+                for image in (x, element(x, h)):
+                    copy = model.P4GapNet(3, 6, last=3, mirrors=True)
+                    copy.load_state_dict(net.state_dict())
+                    copy.layers[1:-2].train()(image)
+                    stats.append(torch.cat([torch.cat([m.running_mean, m.running_var])
+                                            for m in copy.modules() if isinstance(m, nn.BatchNorm2d)]))
+                torch.testing.assert_close(*stats, rtol=0, atol=1e-5)
+
+    def test_p4m_pointwise_is_a_1x1_conv_seen_from_each_element(self):
+        # orientation s of the output is the plain 1x1 conv of the stored
+        # weights (c_out, c_in x 8) applied to the input whose slot g holds
+        # orientation s g; gradients as that conv's
+        product = products()
+        torch.manual_seed(0)
+        mix, x = model.P4mPointwise(2, 3), torch.randn(2, 16, 4, 4, requires_grad=True)
+        plain = mix.weight.detach().clone().requires_grad_()
+        seen = [x.view(2, 2, 8, 4, 4)[:, :, product[s]].reshape(2, 16, 4, 4) for s in range(8)]
+        expected = torch.stack([nn.functional.conv2d(v, plain) for v in seen], 2).flatten(1, 2)
+        out = mix(x)
+        torch.testing.assert_close(out, expected)
+        grad = torch.randn_like(out)
+        got = torch.autograd.grad(out, (mix.weight, x), grad)
+        want = torch.autograd.grad(expected, (plain, x), grad)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
 
     def test_p4_pointwise_is_a_1x1_conv_seen_from_each_turn(self):
         # independent of its code: orientation s of the output is the plain
