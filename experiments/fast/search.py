@@ -27,14 +27,18 @@ from model import conv  # noqa: E402
 RUNS = Path(__file__).resolve().parent / "runs"
 
 
-def fast_net(first, c1, c2, deskew=False):
-    """Down to 14 x 14 before any 3x3 conv: `first` is "s2d" (each 2 x 2
+def fast_net(first, c1, c2, deskew=False, c0=8):
+    """Down to 14 x 14 in the first layer: `first` is "s2d" (each 2 x 2
     block of pixels becomes 4 channels, no weights, then a padded 3x3 conv
-    4 -> c1) or "stride2" (a padded 3x3 conv 1 -> c1 of stride 2); then a
-    padded separable conv at 14 x 14, max-pool, c2 channels at 7 x 7 (two
-    padded separable convs, one unpadded), global average pool, a 1x1 head."""
+    4 -> c1) or "stride2" (a padded 3x3 conv 1 -> c1 of stride 2); or
+    "pool28" (round 3): a padded 3x3 conv 1 -> c0 at 28 x 28, max-pool, a
+    padded separable conv c0 -> c1. Then a padded separable conv at 14 x 14,
+    max-pool, c2 channels at 7 x 7 (two padded separable convs, one
+    unpadded), global average pool, a 1x1 head."""
     def make(dropout=None):
         head = ([nn.PixelUnshuffle(2), *conv(4, c1, padding=1)] if first == "s2d" else
+                [*conv(1, c0, padding=1), nn.MaxPool2d(2), *conv(c0, c1, padding=1, separable=True)]
+                if first == "pool28" else
                 [nn.Conv2d(1, c1, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c1), nn.ReLU()])
         return model.TinyNet(
             *([model.Deskew()] if deskew else []),
@@ -57,6 +61,7 @@ CANDIDATES = {
     "s2d_16_32_dsk": fast_net("s2d", 16, 32, deskew=True),
     "s2d_24_40": fast_net("s2d", 24, 40),                     # round 2
     "s2d_24_40_dsk": fast_net("s2d", 24, 40, deskew=True),
+    "p28_8_24_40_dsk": fast_net("pool28", 24, 40, deskew=True),  # round 3
 }
 
 
