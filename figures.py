@@ -182,7 +182,7 @@ def ladder(runs, path):
     ax.scatter([], [], color=MISSED, label="holds on fewer")
     ax.axvline(8000, color="gray", linestyle=":", linewidth=1, label="8,000-parameter limit")
     ax.set_xscale("log")
-    ax.set_xlim(1500, 300_000)
+    ax.set_xlim(1000, 300_000)
     ax.set_ylim(-8, 122)  # room for labels stacked above 100 %
     ax.set_yticks(range(0, 101, 20))
     ax.set_xlabel("parameters (log scale)")
@@ -304,7 +304,7 @@ def main(argv=None):
     ratios = whole_runs(Path(args.results) / "bench_runs.md")
     speed(runs, {step: r for step, r in ratios.items() if step in runs}, out / "speed.png")
     deskew(args.data_dir, out / "deskew.png")
-    for step in (8, 9):
+    for step in (8, 9, 10):
         one_run(Path(args.results) / "saved" / f"step{step}_seed1", args.data_dir, out)
     turned_filters(Path(args.results) / "saved" / "step9_seed1", args.data_dir,
                    out / "turned_filters.png")

@@ -32,10 +32,11 @@ RECIPES = {
     4: dict(net="Net4", rotation=15, dropout=0.05, scheduler="none", batch_size=128),
     5: dict(net="Net5", rotation=15, dropout=0.05, scheduler="onecycle", batch_size=64),
     6: dict(net="Net6", rotation=15, dropout=0.05, scheduler="onecycle", batch_size=128),
-    # beyond the original, one recipe: under 4,000, 3,000 and 2,000 parameters
-    # (docs/net7.md, net8.md, net9.md)
-    **{step: dict(net=f"Net{step}", rotation=10, dropout=None, scheduler="onecycle",
-                  batch_size=64, max_lr=0.2, pct_start=0.15, ema=0.997) for step in (7, 8, 9)},
+    # beyond the original, one recipe: under 4,000, 3,000, 2,000 and 1,500
+    # parameters (docs/net7.md ... net10.md); Net10 is turned within ±5 degrees
+    **{step: dict(net=f"Net{step}", rotation=10 if step < 10 else 5, dropout=None,
+                  scheduler="onecycle", batch_size=64, max_lr=0.2, pct_start=0.15, ema=0.997)
+       for step in (7, 8, 9, 10)},
 }
 COMMON = dict(lr=0.01, momentum=0.9, max_lr=0.1, pct_start=0.3, ema=None, epochs=15)
 MAX_EPOCHS = 100
@@ -105,11 +106,11 @@ def parse_args(argv=None):
                    help=f"SGD learning rate without a scheduler (default: {COMMON['lr']})")
     p.add_argument("--max-lr", type=positive_float, default=None,
                    help=f"OneCycleLR peak LR (default: {its}: {COMMON['max_lr']}, "
-                        f"{RECIPES[7]['max_lr']} for steps 7-9)")
+                        f"{RECIPES[7]['max_lr']} for steps 7-10)")
     p.add_argument("--pct-start", type=number(float, 0, 1, True, True), default=None,
                    help=f"share of the OneCycleLR steps spent rising to the peak, in (0, 1) "
                         f"(default: {its}: {COMMON['pct_start']}, {RECIPES[7]['pct_start']} "
-                        "for steps 7-9)")
+                        "for steps 7-10)")
     p.add_argument("--rotation", type=number(float, 0, 180), default=None, metavar="DEG",
                    help=f"train-time random rotation in [-DEG, DEG], 0 to 180 (default: {its})")
     p.add_argument("--dropout", type=fraction, default=None,
@@ -117,7 +118,7 @@ def parse_args(argv=None):
     p.add_argument("--ema", type=fraction, default=None, metavar="DECAY",
                    help="test a moving average of the weights, updated every step with this "
                         f"decay in [0, 1); 0 for none (default: {its}: none, "
-                        f"{RECIPES[7]['ema']} for steps 7-9)")
+                        f"{RECIPES[7]['ema']} for steps 7-10)")
     # the run: which seeds, where things go, what to do
     p.add_argument("--seed", type=seed_int, default=1,
                    help="random seed, -2**63 to 2**64 - 1 as torch takes (default: %(default)s)")
