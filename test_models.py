@@ -735,7 +735,7 @@ class TestArguments(CommandLineCase):
     def test_bad_values_get_one_line_and_exit_2(self):
         blocker = self.tmp / "a_file"
         blocker.write_text("")
-        for flag, bad in (("--step", "11"), ("--step", "x"), ("--epochs", "0"), ("--epochs", "-3"),
+        for flag, bad in (("--step", "10"), ("--step", "x"), ("--epochs", "0"), ("--epochs", "-3"),
                           ("--epochs", "101"), ("--epochs", "1.5"), ("--batch-size", "0"),
                           ("--batch-size", "-1"), ("--batch-size", "100000"),
                           ("--rotation", "-5"), ("--rotation", "181"), ("--dropout", "1.5"),
@@ -1776,7 +1776,7 @@ class TestDocsAgreeWithHistories(unittest.TestCase):
         10: [("params fewer", 10, 9), ("train", 10, 1), ("train", 9, 1), 5, 10, ("target",),
              ("first at", 10, 1), ("first at", 9, 1), 9, 1, ("lowest from", 10, 1, 9),
              ("highest from", 10, 1, 9), 1, 5, *[("lowest of last 5", 10, seed) for seed in range(1, 6)],
-             ("held", 10, 5), 5, ("mean final", 10, 5), ("std final", 10, 5), 6, ("lowest of last 5", 10, 6)],
+             ("held", 10, 5), 5, ("mean final", 10, 5), ("std final", 10, 5), 6, 8, ("held from 6", 10, 8), 3],
         "ladder": [("held", 8, 10), 10],
     }
 
