@@ -271,6 +271,16 @@ class TestNets(unittest.TestCase):
                                             for m in copy.modules() if isinstance(m, nn.BatchNorm2d)]))
                 torch.testing.assert_close(*stats, rtol=0, atol=1e-5)
 
+    def assert_same_conv(self, mix, x, plain, expected):
+        """mix(x) is `expected`, made from the weights `plain`, with the same gradients."""
+        out = mix(x)
+        torch.testing.assert_close(out, expected)
+        grad = torch.randn_like(out)
+        got = torch.autograd.grad(out, (mix.weight, x), grad)
+        want = torch.autograd.grad(expected, (plain, x), grad)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
+
     def test_p4m_pointwise_is_a_1x1_conv_seen_from_each_element(self):
         # orientation s of the output is the plain 1x1 conv of the stored
         # weights (c_out, c_in x 8) applied to the input whose slot g holds
@@ -281,13 +291,7 @@ class TestNets(unittest.TestCase):
         plain = mix.weight.detach().clone().requires_grad_()
         seen = [x.view(2, 2, 8, 4, 4)[:, :, product[s]].reshape(2, 16, 4, 4) for s in range(8)]
         expected = torch.stack([nn.functional.conv2d(v, plain) for v in seen], 2).flatten(1, 2)
-        out = mix(x)
-        torch.testing.assert_close(out, expected)
-        grad = torch.randn_like(out)
-        got = torch.autograd.grad(out, (mix.weight, x), grad)
-        want = torch.autograd.grad(expected, (plain, x), grad)
-        for g, w in zip(got, want):
-            torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
+        self.assert_same_conv(mix, x, plain, expected)
 
     def test_p4_pointwise_is_a_1x1_conv_seen_from_each_turn(self):
         # independent of its code: orientation s of the output is the plain
@@ -298,13 +302,7 @@ class TestNets(unittest.TestCase):
         plain = mix.weight.detach().clone().requires_grad_()
         cycled = [x.view(2, 3, 4, 5, 5).roll(-s, 2).reshape(2, 12, 5, 5) for s in range(4)]
         expected = torch.stack([nn.functional.conv2d(c, plain) for c in cycled], 2).flatten(1, 2)
-        out = mix(x)
-        torch.testing.assert_close(out, expected)
-        grad = torch.randn_like(out)
-        got = torch.autograd.grad(out, (mix.weight, x), grad)
-        want = torch.autograd.grad(expected, (plain, x), grad)
-        for g, w in zip(got, want):
-            torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
+        self.assert_same_conv(mix, x, plain, expected)
 
     def test_bench_runs_times_whole_runs_against_the_first_step(self):
         # by hand: step 7's epochs take 10, 12, 11 s (median 11, 15 epochs: 165 s);
