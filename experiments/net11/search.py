@@ -1,5 +1,5 @@
-"""The Net11 screen (issue 52, round 8): p4m nets under 1,500 parameters,
-the step-9 recipe, rotation within ±5 or ±10 degrees.
+"""The Net11 screen (issue 52, rounds 8 and 9): p4m nets under 1,500 and
+under 1,000 parameters, the step-9 recipe, rotation within ±5 or ±10 degrees.
 
     python experiments/net11/search.py NAME [train.py's flags]   # e.g. --step 9 --val 5000 --seed 1
     python experiments/net11/search.py --table
@@ -29,7 +29,8 @@ def p4m(before, after, last):
                                                dropout=dropout)
 
 
-CANDIDATES = {"p4m_3_5_3": p4m(3, 5, 3), "p4m_3_6_3": p4m(3, 6, 3), "p4m_4_5_3": p4m(4, 5, 3)}
+CANDIDATES = {"p4m_3_5_3": p4m(3, 5, 3), "p4m_3_6_3": p4m(3, 6, 3), "p4m_4_5_3": p4m(4, 5, 3),
+              "p4m_3_4_3": p4m(3, 4, 3), "p4m_3_5_1": p4m(3, 5, 1)}  # round 9: under 1,000
 
 
 def scores(history):
@@ -41,7 +42,8 @@ def scores(history):
 def table():
     rows = ["| run | params | seeds | V | T5 | L5 (lowest) |", "|---|---|---|---|---|---|"]
     groups = {}
-    paths = [*sorted(NET10_RUNS.glob("p4m_3_5_3_seed*.json")), *sorted(RUNS.glob("p4m_*_seed*.json"))]
+    paths = [*sorted(NET10_RUNS.glob("p4m_3_5_3_seed*.json")), *sorted(RUNS.glob("p4m_*_seed*.json")),
+             *sorted(RUNS.glob("p4m3_3_5_3_r5_seed*.json"))]  # round 9's baseline (round 5)
     for path in paths:
         h = json.loads(path.read_text())
         if len(h["epochs"]) == h["config"]["epochs"] and h["evaluated_on"] == "validation":
