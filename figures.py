@@ -177,7 +177,8 @@ def ladder(runs, path):
         ax.scatter(params, share, s=40, color=HELD if share >= 80 else MISSED, zorder=3)
         above = level[share] = level.get(share, -1) + 1
         ax.annotate(", ".join(names), (params, share), textcoords="offset points",
-                    xytext=(6, 6 + 14 * above), fontsize=9)
+                    xytext=(6, 6 + 14 * above), fontsize=9,
+                    bbox=dict(facecolor="white", edgecolor="none", pad=0.5))  # over the limit line
     ax.scatter([], [], color=HELD, label="holds on at least 80 % of its seeds (4 of 5)")
     ax.scatter([], [], color=MISSED, label="holds on fewer")
     ax.axvline(8000, color="gray", linestyle=":", linewidth=1, label="8,000-parameter limit")

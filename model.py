@@ -4,7 +4,7 @@ Each net is one flat ``nn.Sequential`` whose rows are the rows of its table in
 the spec (a torchsummary/torchinfo summary prints them in that order), and each
 returns log-probabilities of shape (N, 10). Only torch is imported: copy this
 file into a notebook and it works. ``Net`` is the one we recommend for the
-exercise (Net9: 1,783 parameters, 99.40 % held on 10 seeds of 10).
+exercise (Net10: 1,473 parameters, 99.40 % held on 10 seeds of 10).
 ``python model.py`` prints every net's layers with output shape, parameters,
 receptive field and jump.
 """
@@ -342,7 +342,7 @@ class Net10(P4GapNet):
         super().__init__(3, 6, last=3, mirrors=True, dropout=dropout)
 
 
-Net = Net9  # the smallest net that held the target on every seed it was tested on
+Net = Net10  # the smallest net that held the target on every seed it was tested on
 
 NETS = {net.__name__: net for net in (Net1, Net2, Net3, Net4, Net5, Net6, Net7, Net8, Net9,
                                       Net10)}
