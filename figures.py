@@ -130,8 +130,8 @@ def test_accuracy(runs, path):
     fig, ax = plt.subplots(figsize=(9, 5))
     for i, (step, seeds) in enumerate(runs.items()):
         accs = accuracies(seeds[1])
-        ax.plot(range(len(accs)), accs, marker="os^vD<>p*"[i % 9], markersize=4,
-                color=plt.cm.tab10(i % 10), label=f"step {step}: {label(seeds[1])}")
+        ax.plot(range(len(accs)), accs, marker="os^vD<>p*Xh"[i % 11], markersize=4,
+                color=(*plt.cm.tab10.colors, "black")[i % 11], label=f"step {step}: {label(seeds[1])}")
     target_line(ax)
     ax.set_ylim(98.0, 99.8)  # where the steps differ; epoch 0 of some steps lies below
     ax.set_xlabel("epoch")
@@ -206,12 +206,16 @@ def speed(runs, ratios, path):
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
     for ax, x_of, xlabel in ((axes[0], ratios, "whole run, as a multiple of step 7's (2-core CPU)"),
                              (axes[1], {s: runs[s][1]["params"] for s in ratios}, "parameters")):
-        for step in sorted(ratios):
+        span, placed = max(x_of.values()) - min(x_of.values()), []
+        for step in sorted(ratios, key=x_of.get):
             lows = [min(accuracies(h)[-LAST:]) for h in runs[step].values()]
             ax.scatter([x_of[step]] * len(lows), lows, s=14, zorder=3,
                        color=[HELD if low >= TARGET else MISSED for low in lows])
+            near = sum(x_of[step] - x < 0.08 * span for x in placed)  # stacked, not overlapped
             ax.annotate(f"step {step}", (x_of[step], max(lows)), textcoords="offset points",
-                        xytext=(4, 6), fontsize=8)
+                        xytext=(4, 6 + 11 * near), fontsize=8)
+            placed.append(x_of[step])
+        ax.margins(x=0.12, y=0.15)  # room for the labels
         target_line(ax)
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)

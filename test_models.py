@@ -144,6 +144,11 @@ NET10 = [("Deskew", "1x28x28", 0), ("P4mConv", "24x28x28", 27),
              *pool("MaxPool2d", "24x14x14"), *p4m("48x12x12", 3), *p4m("48x10x10", 6),
              *p4m("48x8x8", 6), *p4m("24x6x6", 6), *pool("AdaptiveAvgPool2d", "24x1x1"),
              *conv("10x1x1", 240, then="")]
+# Net11 as docs/net11.md states it
+NET11 = [("Deskew", "1x28x28", 0), *conv("8x28x28", 72, 16), *pool("MaxPool2d", "8x14x14"),
+         *separable("24x14x14", 8), *separable("24x14x14", 24), *pool("MaxPool2d", "24x7x7"),
+         *separable("40x7x7", 24), *separable("40x7x7", 40), *separable("40x5x5", 40),
+         *pool("AdaptiveAvgPool2d", "40x1x1"), *conv("10x1x1", 400, then="")]
 PROBE = torch.arange(9.).view(3, 3)  # a 3x3 image that no turn or mirror leaves unchanged
 
 
@@ -163,7 +168,8 @@ def products():
 
 SPEC = {"Net1": (NET1, 147_344), "Net2": (net2("R"), 10_616), "Net3": (net2("RD"), 10_616),
         "Net4": (NET4, 8_172), "Net5": (NET4, 8_172), "Net6": (NET6, 6_750), "Net7": (NET7, 3_980),
-        "Net8": (NET8, 2_834), "Net9": (NET9, 1_783), "Net10": (NET10, 1_473)}
+        "Net8": (NET8, 2_834), "Net9": (NET9, 1_783), "Net10": (NET10, 1_473),
+        "Net11": (NET11, 6_976)}
 
 
 class TestNets(unittest.TestCase):
@@ -187,6 +193,9 @@ class TestNets(unittest.TestCase):
         }
         # the same convs; Deskew is neither conv nor pool, a p4 conv is a conv
         by_hand["Net8"] = by_hand["Net9"] = by_hand["Net10"] = by_hand["Net7"]
+        # two pools early: the jump is 4 from the 7x7 convs on, GAP over 5x5
+        by_hand["Net11"] = ([3, 4, 8, 8, 12, 12, 14, 22, 22, 30, 30, 38, 38, 54, 54],
+                            [1, 2, 2, 2, 2, 2, 4, 4, 4, 4, 4, 4, 4, 20, 20])
         for name, (rfs, jumps) in by_hand.items():
             with self.subTest(name):
                 rows = [r for r in model.layer_table(model.NETS[name]()) if r[0] in
@@ -206,11 +215,12 @@ class TestNets(unittest.TestCase):
         self.assertEqual(sum(p.numel() for p in Net().parameters()), 1_473)
         self.assertTrue(any(isinstance(m, nn.BatchNorm2d) for m in Net().modules()))
 
-    def test_net7_to_net10_are_under_their_limits(self):
+    def test_net7_to_net11_are_under_their_limits(self):
         self.assertLess(sum(p.numel() for p in model.Net7().parameters()), 4000)
         self.assertLess(sum(p.numel() for p in model.Net8().parameters()), 3000)
         self.assertLess(sum(p.numel() for p in model.Net9().parameters()), 2000)
         self.assertLess(sum(p.numel() for p in model.Net10().parameters()), 1500)
+        self.assertLess(sum(p.numel() for p in model.Net11().parameters()), 8000)
 
     def test_net9_turns_with_its_input(self):
         # turning the image by 90 degrees turns every map and moves feature c
@@ -452,6 +462,8 @@ class TestRecipes(unittest.TestCase):
         self.assertEqual(config("--step", "8"), dict(seven, step=8, net="Net8"))
         self.assertEqual(config("--step", "9"), dict(seven, step=9, net="Net9"))
         self.assertEqual(config("--step", "10"), dict(seven, step=10, net="Net10", rotation=5))
+        self.assertEqual(config("--step", "11"), dict(seven, step=11, net="Net11", batch_size=128,
+                                                      channels_last=True))
         self.assertEqual(config()["net"], "Net5")
         flagged = config("--step", "7", "--max-lr", "0.05", "--pct-start", "0.3", "--ema", "0",
                          "--rotation", "0", "--batch-size", "32", "--epochs", "3")
@@ -869,6 +881,14 @@ class TestRuns(CommandLineCase):
         pointwise = state["layers.4.weight"]
         self.assertEqual(pointwise.shape, (14, 14, 1, 1))
         self.assertEqual(pointwise.stride(), (14, 1, 14, 14))
+        # step 11's recipe stores its net channels-last without the flag
+        ckpt11 = str(self.tmp / "step11.pt")
+        status, _, err = run_main("--step", "11", "--epochs", "1", "--limit-batches", "2",
+                                  "--val", "500", "--history", self.history, "--no-plots",
+                                  "--save", ckpt11)
+        self.assertEqual(status, 0, err)
+        first_1x1 = torch.load(ckpt11, weights_only=True)["state_dict"]["layers.6.weight"]
+        self.assertEqual((first_1x1.shape, first_1x1.stride()), ((24, 8, 1, 1), (8, 1, 8, 8)))
         # and a checkpoint so stored tests the same in a plain net
         net = model.Net7()
         net.load_state_dict(state)
@@ -1775,6 +1795,11 @@ class TestDocsAgreeWithHistories(unittest.TestCase):
              ("first at", 10, 1), ("first at", 9, 1), 9, 1, ("lowest from", 10, 1, 9),
              ("highest from", 10, 1, 9), 1, 5, *[("lowest of last 5", 10, seed) for seed in range(1, 6)],
              ("held", 10, 5), 5, ("mean final", 10, 5), ("std final", 10, 5), 6, 10, ("held from 6", 10, 10), 5],
+        11: ["0.49", 2, 1, ("train", 11, 1), ("train", 7, 1), ("target",), ("first at", 11, 1), 6,
+             ("lowest from", 11, 1, 6), ("highest from", 11, 1, 6), 1, 5,
+             *[("lowest of last 5", 11, seed) for seed in range(1, 6)], ("held", 11, 5), 5,
+             ("mean final", 11, 5), ("std final", 11, 5), 6, 10, ("held from 6", 11, 10), 5,
+             ("held", 7, 10), 10],
         "ladder": [("held", 8, 10), 10],
     }
 
@@ -1955,9 +1980,9 @@ class TestFigures(unittest.TestCase):
             self.assertEqual(sum(ax["images"] for ax in wrong), 25)
             self.assertTrue(all(re.fullmatch(r"pred \d / true \d", ax["title"]) for ax in wrong))
         # speed: each seed's lowest of the last five at its step's R (the yardstick's
-        # table) and at its parameters, steps 5-9; the target on both panels
+        # table) and at its parameters, steps 5-11; the target on both panels
         ratios = {step: float(r) for step, r in yardstick().items() if step in steps}
-        self.assertEqual(sorted(ratios), [5, 6, 7, 8, 9])
+        self.assertEqual(sorted(ratios), [5, 6, 7, 8, 9, 10, 11])
         for ax, x in zip(shown["speed.png"], (ratios, {s: committed(s)[1]["params"] for s in ratios}),
                          strict=True):
             lows = sorted([float(x[step]), min(accuracies(h)[-5:])]
