@@ -745,7 +745,7 @@ class TestArguments(CommandLineCase):
     def test_bad_values_get_one_line_and_exit_2(self):
         blocker = self.tmp / "a_file"
         blocker.write_text("")
-        for flag, bad in (("--step", "11"), ("--step", "x"), ("--epochs", "0"), ("--epochs", "-3"),
+        for flag, bad in (("--step", "12"), ("--step", "x"), ("--epochs", "0"), ("--epochs", "-3"),
                           ("--epochs", "101"), ("--epochs", "1.5"), ("--batch-size", "0"),
                           ("--batch-size", "-1"), ("--batch-size", "100000"),
                           ("--rotation", "-5"), ("--rotation", "181"), ("--dropout", "1.5"),
