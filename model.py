@@ -344,8 +344,8 @@ class Net10(P4GapNet):
 
 class Net11(TinyNet):
     """6,976 parameters, the fast rung: each image deskewed, one conv at
-    28x28 (8 channels), then 24 channels at 14x14 and 40 at 7x7, so a
-    training step costs under half of Net7's (docs/net11.md)."""
+    28x28 (8 channels), then 24 channels at 14x14 and 40 at 7x7: its run
+    (step 11) takes under half of step 7's time (docs/net11.md)."""
 
     def __init__(self, dropout=None):
         d = dropout
