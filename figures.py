@@ -82,7 +82,8 @@ def plot_misclassified(net, loader, device, path, mean, std, count=25):
             ax.imshow(image, cmap="gray")
             ax.set_title(f"pred {predicted} / true {label}", fontsize=8)
     fig.suptitle(f"{len(wrong[:count])} misclassified test digits")
-    fig.tight_layout()
+    # fixed margins: tight_layout measured all 25 titles, a second of the picture's time
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.01, top=0.92, wspace=0.1, hspace=0.3)
     fig.savefig(path, dpi=80)
     plt.close(fig)
 
