@@ -5,8 +5,9 @@ Runs are in-process (train.main with its output captured, signals sent to
 this process), short, and evaluated on a small held-out split (--val) but
 for the one --eval test; worker processes are started where --jobs is the
 point, and one subprocess shows what only a process can: its workers
-ending when it is killed outright. About 40 s on a 2-core CPU
-(37.1, 37.2 and 40.9 s by unittest's count, 2026-12-07)."""
+ending when it is killed outright. About 50 s on a 2-core CPU
+(49.4 s by unittest's count in a fresh clone, 2026-12-08, on a sitting
+where step 7's epoch took 12 % longer than the day before)."""
 import hashlib
 import io
 import json
